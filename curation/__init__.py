@@ -1,0 +1,1 @@
+"""Release curation: mirror CELLxGENE Census releases into a registry instance."""

@@ -1,0 +1,1 @@
+"""Ontology registries (CellType/CL, Tissue/UBERON, ...), their importers and hierarchy queries."""

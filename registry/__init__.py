@@ -1,0 +1,62 @@
+"""cellregistry: a metadata registry and catalog for CELLxGENE single-cell data.
+
+Public API::
+
+    import registry as ln
+    ln.init("mylab", db="sqlite:///mylab.sqlite3", storage="./mylab-data")
+    ln.connect("mylab")
+    ln.Artifact.filter(cell_types__name="B cell").to_dataframe()
+    db = ln.DB("cellxgene")
+    db.bionty.CellType.lookup()
+
+Importing this package is light: Django is set up on first use of a registry or instance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_INSTANCE_API = {"init", "connect", "DB", "setup"}
+_CORE_REGISTRIES = {
+    "Artifact",
+    "Collection",
+    "Feature",
+    "Run",
+    "Storage",
+    "Transform",
+    "ULabel",
+    "User",
+}
+
+__all__ = sorted(_INSTANCE_API | _CORE_REGISTRIES | {"ontologies", "bionty"})
+
+
+def __getattr__(name: str) -> Any:
+    """Resolve the public API on first use, so that ``import registry`` stays fast."""
+    if name in _INSTANCE_API:
+        import registry.connection as connection
+
+        return getattr(connection, name)
+    if name in _CORE_REGISTRIES:
+        import registry.connection as connection
+
+        connection.setup()
+        from django.apps import apps
+
+        return apps.get_model("registry", name)
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from registry.query import namespace_name
+
+    if namespace_name(name) == "ontologies":
+        import registry.connection as connection
+
+        connection.setup()
+        return connection.Namespace(None, connection.app_registries("ontologies"))
+    raise AttributeError(f"module 'registry' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

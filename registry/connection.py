@@ -1,0 +1,223 @@
+"""Live instances: Django setup, one database alias per instance, write guards, ``DB`` handles.
+
+The ``default`` alias is the default instance (``registry.connect``); every other instance opened
+with ``DB(name)`` gets an alias of its own, so several instances can be queried side by side in one
+process. Each alias carries its instance name, storage root and read-only flag in its settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import django
+from django.conf import settings
+from django.core.management import call_command
+from django.apps import apps
+from django.db import connections
+
+import registry.instances as instances
+from registry.databases import ensure_reachable, forget_user_ids
+from registry.errors import InstanceConnectionError
+from registry.query import namespace_name, registry_name
+
+def setup() -> None:
+    """Configure Django for the default instance once per process (cheap when already done)."""
+    if not settings.configured:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "registry.settings")
+    if not apps.ready:
+        django.setup()
+
+
+def _alias_settings(config: instances.InstanceConfig) -> dict[str, Any]:
+    return {
+        **instances.parse_database_url(config.db),
+        "INSTANCE": config.name,
+        "READ_ONLY": config.read_only,
+        "STORAGE": config.storage,
+    }
+
+
+def _register_alias(alias: str, config: instances.InstanceConfig) -> None:
+    """Point ``alias`` at the database of ``config`` (replacing an earlier connection)."""
+    entry = _alias_settings(config)
+    connections.configure_settings({"default": entry})  # fills Django's defaults into entry
+    for conn in connections.all(initialized_only=True):
+        if conn.alias == alias:
+            conn.close()
+            del connections[alias]
+    connections.settings[alias] = entry
+    settings.DATABASES[alias] = entry
+    forget_user_ids(alias)
+
+
+def alias_for(config: instances.InstanceConfig) -> str:
+    """The database alias of an instance, registering it on first use."""
+    setup()
+    for alias, entry in connections.settings.items():
+        if entry.get("INSTANCE") == config.name and entry.get("NAME") == _alias_settings(
+            config
+        ).get("NAME"):
+            return alias
+    alias = f"instance:{config.name}"
+    _register_alias(alias, config)
+    return alias
+
+
+def _create_postgres_database(entry: dict[str, Any]) -> None:
+    """Create the database of a PostgreSQL URL if the server does not have it yet."""
+    import psycopg
+    from psycopg import sql
+
+    params = {
+        "host": entry.get("HOST") or None,
+        "port": entry.get("PORT") or None,
+        "user": entry.get("USER") or None,
+        "password": entry.get("PASSWORD") or None,
+        "dbname": "postgres",
+        "connect_timeout": 10,
+    }
+    try:
+        with psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (entry["NAME"],)
+            ).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(entry["NAME"])))
+    except psycopg.OperationalError as exc:
+        raise InstanceConnectionError(
+            f"Cannot connect to PostgreSQL at {params['host'] or 'localhost'}:"
+            f"{params['port'] or 5432} to create database {entry['NAME']!r}: "
+            f"{str(exc).strip()}. Check that the server is running and the URL is right."
+        ) from exc
+
+
+def migrate(alias: str, verbosity: int = 0) -> None:
+    """Bring the schema of an instance up to date."""
+    call_command("migrate", database=alias, verbosity=verbosity, interactive=False)
+
+
+def init(
+    name: str,
+    db: str | None = None,
+    storage: str | os.PathLike | None = None,
+    read_only: bool = False,
+) -> DB:
+    """Create (or update) an instance, migrate its database and make it the default.
+
+    Args:
+        name: instance name, e.g. ``"mylab"``.
+        db: database URL; default: a SQLite file under ``$CELLREGISTRY_HOME/<name>/``.
+        storage: default storage root (local folder or ``s3://bucket/prefix``).
+        read_only: mark the instance read-only (a public mirror).
+
+    Returns:
+        A handle on the instance.
+    """
+    instances.validate_name(name)
+    folder = instances.home() / name
+    db = db or f"sqlite:///{folder / 'registry.sqlite3'}"
+    storage = str(storage) if storage is not None else str(folder / "storage")
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+        Path(storage).mkdir(parents=True, exist_ok=True)
+    config = instances.InstanceConfig(name=name, db=db, storage=storage, read_only=read_only)
+    entry = instances.parse_database_url(db)
+    if entry["ENGINE"].endswith("sqlite3") and entry["NAME"] != ":memory:":
+        Path(entry["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    elif entry["ENGINE"].endswith("postgresql"):
+        _create_postgres_database(entry)
+    instances.save_instance(config, make_default=True)
+    writable = instances.InstanceConfig(name=name, db=db, storage=storage, read_only=False)
+    alias = alias_for(writable)
+    ensure_reachable(alias)
+    migrate(alias)
+    _register_alias(alias, config)  # now apply the read-only flag
+    return connect(name)
+
+
+def connect(name: str) -> DB:
+    """Make ``name`` the default instance of this process (``ln.Artifact`` etc. query it)."""
+    config = instances.get_instance(name)
+    instances.select(name)
+    setup()
+    current = connections.settings["default"]
+    if current.get("INSTANCE") != config.name or current.get("NAME") != _alias_settings(
+        config
+    ).get("NAME"):
+        _register_alias("default", config)
+    ensure_reachable("default")
+    return DB(name)
+
+
+class Namespace:
+    """Registries of one app bound to one database alias (``db.ontologies``)."""
+
+    def __init__(self, alias: str | None, models: dict[str, type]) -> None:
+        self._alias = alias
+        self._models = models
+
+    def __getattr__(self, name: str) -> Any:
+        model = self._models.get(registry_name(name))
+        if model is None:
+            raise AttributeError(
+                f"No registry {name!r}; available: {', '.join(sorted(self._models))}"
+            )
+        return model if self._alias is None else model.objects.db_manager(self._alias)
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._models)
+
+
+def app_registries(app_label: str) -> dict[str, type]:
+    """The concrete registries of an app by class name (link tables excluded)."""
+    return {
+        model.__name__: model
+        for model in apps.get_app_config(app_label).get_models()
+        if not getattr(model, "is_link_table", False)
+    }
+
+
+class DB:
+    """A handle on one instance: ``db.Artifact``, ``db.Collection``, ``db.ontologies.CellType``.
+
+    Args:
+        instance: an instance name from instances.toml, or a database URL.
+    """
+
+    def __init__(self, instance: str) -> None:
+        setup()
+        if "://" in instance:
+            config = instances.InstanceConfig(
+                name=instance, db=instance, storage=str(instances.home() / "adhoc")
+            )
+        else:
+            config = instances.get_instance(instance)
+        default = connections.settings["default"]
+        if default.get("INSTANCE") == config.name and default.get("NAME") == _alias_settings(
+            config
+        ).get("NAME"):
+            self.alias = "default"
+        else:
+            self.alias = alias_for(config)
+        self.config = config
+        ensure_reachable(self.alias)
+        self._core = Namespace(self.alias, app_registries("registry"))
+        self.ontologies = Namespace(self.alias, app_registries("ontologies"))
+
+    @property
+    def name(self) -> str:
+        """The instance name."""
+        return self.config.name
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if namespace_name(name) == "ontologies":  # db.bionty
+            return self.ontologies
+        return getattr(self._core, name)
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.config.read_only else "read-write"
+        return f"DB({self.config.name!r}, {mode}, storage={self.config.storage!r})"

@@ -1,0 +1,498 @@
+"""The query surface of every registry, written once: ``RegistryQuerySet`` and its manager.
+
+Beyond Django's QuerySet it adds LaminDB's vocabulary (``one``, ``one_or_none``, ``to_dataframe``,
+``lookup``, ``search``, ``get("uid")``), the alias table of LaminDB-compatible names, field
+checking with suggestions, duplicate-free filters across many-valued relations, and write guards
+for read-only instances.
+"""
+
+from __future__ import annotations
+
+import difflib
+import keyword
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import FieldDoesNotExist
+from django.db import models
+from django.db.models import Case, Q, Value, When
+from django.db.models.constants import LOOKUP_SEP
+from django.db.models.functions import Concat, Length
+
+from registry.databases import check_writable, current_user_id, instance_name
+from registry.errors import MultipleRecordsError, NoRecordError, UnknownFieldError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# ---------------------------------------------------------------------------------------------
+# The alias table: LaminDB-compatible names. This is the only place aliases are defined.
+# ---------------------------------------------------------------------------------------------
+ALIASES: dict[str, dict[str, str]] = {
+    # attribute of a DB handle -> attribute it stands for
+    "namespaces": {"bionty": "ontologies"},
+    # registry class name -> registry
+    "registries": {"ExperimentalFactor": "Assay"},
+    # field name valid on every registry that has the target -> field
+    "*": {"experimental_factors": "assays", "experimental_factor": "assay"},
+    # per-registry field aliases
+    "Collection": {"name": "key"},
+}
+
+#: how many ids go into one ``IN (...)`` list
+ID_CHUNK = 5000
+
+
+def registry_name(name: str) -> str:
+    """The registry a (possibly LaminDB-style) registry name refers to."""
+    return ALIASES["registries"].get(name, name)
+
+
+def namespace_name(name: str) -> str:
+    """The namespace a (possibly LaminDB-style) namespace name refers to."""
+    return ALIASES["namespaces"].get(name, name)
+
+
+def _field_alias(model: type[models.Model], name: str) -> str:
+    per_model = ALIASES.get(model.__name__, {})
+    if name in per_model:
+        return per_model[name]
+    target = ALIASES["*"].get(name)
+    if target is not None and _has_field(model, target):
+        return target
+    return name
+
+
+def _has_field(model: type[models.Model], name: str) -> bool:
+    try:
+        model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return False
+    return True
+
+
+def field_names(model: type[models.Model]) -> list[str]:
+    """Every name a filter may start with on ``model`` (fields, relations, aliases)."""
+    names = {f.name for f in model._meta.get_fields() if not f.name.endswith("+")}
+    names |= {alias for alias, target in ALIASES["*"].items() if _has_field(model, target)}
+    names |= set(ALIASES.get(model.__name__, {}))
+    return sorted(names | {"pk"})
+
+
+def _unknown_field(model: type[models.Model], name: str, path: str) -> UnknownFieldError:
+    choices = field_names(model)
+    close = difflib.get_close_matches(name, choices, n=4, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return UnknownFieldError(
+        f"{model.__name__} has no field {name!r} (in {path!r}).{hint} "
+        f"Fields of {model.__name__}: {', '.join(choices)}."
+    )
+
+
+def resolve_path(model: type[models.Model], path: str) -> tuple[str, bool]:
+    """Check a ``__`` path against the registries and translate aliases.
+
+    Returns:
+        The path to hand to Django, and whether it crosses a many-valued relation.
+
+    Raises:
+        UnknownFieldError: a segment names no field; the message lists close names.
+    """
+    parts = path.split(LOOKUP_SEP)
+    current: type[models.Model] = model
+    many = False
+    field: Any = None
+    for i, part in enumerate(parts):
+        if part == "pk" and field is None:
+            break
+        name = _field_alias(current, part)
+        try:
+            field = current._meta.get_field(name)
+        except FieldDoesNotExist:
+            if i > 0 and part in _lookups_of(field):
+                break  # e.g. cell_types__in: a lookup on the related key
+            raise _unknown_field(current, part, path) from None
+        parts[i] = name
+        if not field.is_relation:
+            break  # the rest are lookups/transforms of a plain column
+        many = many or field.many_to_many or field.one_to_many
+        current = field.related_model
+    return LOOKUP_SEP.join(parts), many
+
+
+def _lookups_of(field: Any) -> set[str]:
+    if field is None:
+        return set()
+    target = field.target_field if hasattr(field, "target_field") else field
+    return set(target.get_lookups())
+
+
+def _rewrite_q(model: type[models.Model], q: Q) -> tuple[Q, bool]:
+    """Translate aliases inside a Q object; report whether it crosses a many-valued relation."""
+    rewritten = Q()
+    rewritten.connector, rewritten.negated = q.connector, q.negated
+    many = False
+    for child in q.children:
+        if isinstance(child, Q):
+            sub, sub_many = _rewrite_q(model, child)
+        else:
+            key, value = child
+            key, sub_many = resolve_path(model, key)
+            sub = (key, value)
+        rewritten.children.append(sub)
+        many = many or sub_many
+    return rewritten, many
+
+
+# ---------------------------------------------------------------------------------------------
+# lookup()
+# ---------------------------------------------------------------------------------------------
+_NON_WORD = re.compile(r"[^0-9a-zA-Z]+")
+
+
+def to_attribute_name(value: str) -> str:
+    """A Python-attribute-safe name for a label: ``10x 3' v2`` -> ``ln_10x_3_v2``.
+
+    Lower-cased; runs of other characters become one ``_``; a leading digit gets the prefix
+    ``ln_``; Python keywords get a trailing ``_``.
+    """
+    name = _NON_WORD.sub("_", str(value).replace("'", "")).strip("_").lower()
+    if not name:
+        return "ln_"
+    if name[0].isdigit():
+        name = f"ln_{name}"
+    if keyword.iskeyword(name):
+        name += "_"
+    return name
+
+
+class Lookup:
+    """Attribute access to records by name: ``cell_types.dendritic_cell``.
+
+    Keys are made with :func:`to_attribute_name`. When two values map to the same key, the record
+    with the lower ``id`` keeps the plain key and later ones get ``_2``, ``_3``, ... in ``id``
+    order, so the mapping is deterministic. ``lookup["dendritic cell"]`` looks up by the original
+    value as well.
+    """
+
+    def __init__(self, registry: str, field: str, pairs: Iterable[tuple[str, Any]]) -> None:
+        self._registry = registry
+        self._field = field
+        self._items: dict[str, Any] = {}
+        self._by_value: dict[str, Any] = {}
+        for value, item in pairs:
+            if value is None or value == "":
+                continue
+            base = key = to_attribute_name(value)
+            n = 2
+            while key in self._items:
+                key = f"{base}_{n}"
+                n += 1
+            self._items[key] = item
+            self._by_value.setdefault(str(value), item)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._items[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, list(self._items), n=4)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise AttributeError(
+                f"No {self._registry} with {self._field} matching {name!r}.{hint}"
+            ) from None
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._by_value:
+            return self._by_value[key]
+        return getattr(self, key)
+
+    def __dir__(self) -> list[str]:
+        return list(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def dict(self) -> dict[str, Any]:
+        """The attribute names and what they return."""
+        return dict(self._items)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(list(self._items)[:8])
+        more = f", ... ({len(self._items)} in all)" if len(self._items) > 8 else ""
+        return f"Lookup of {self._registry}.{self._field}: {shown}{more}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The QuerySet
+# ---------------------------------------------------------------------------------------------
+class RegistryQuerySet(models.QuerySet):
+    """Django QuerySet with the registry vocabulary; see the module docstring."""
+
+    # --- filtering ------------------------------------------------------------------------
+    def _filter_or_exclude(self, negate: bool, args: tuple, kwargs: dict) -> RegistryQuerySet:
+        model = self.model
+        plain: dict[str, Any] = {}
+        many_groups: dict[str, dict[str, Any]] = defaultdict(dict)
+        for key, value in kwargs.items():
+            path, many = resolve_path(model, key)
+            if many and not negate:
+                many_groups[path.split(LOOKUP_SEP)[0]][path] = value
+            else:
+                plain[path] = value
+        plain_args: list[Q] = []
+        for arg in args:
+            if isinstance(arg, Q):
+                q, many = _rewrite_q(model, arg)
+                if many and not negate:
+                    q = Q(pk__in=self._subquery(q))
+                plain_args.append(q)
+            else:
+                plain_args.append(arg)
+        for group in many_groups.values():
+            # conditions on one relation stay in one subquery (they apply to the same related
+            # row, as in Django); the outer query gets no join, hence no duplicate rows
+            plain_args.append(Q(pk__in=self._subquery(Q(**group))))
+        return super()._filter_or_exclude(negate, tuple(plain_args), plain)
+
+    def _subquery(self, condition: Q) -> models.QuerySet:
+        return models.QuerySet(self.model).filter(condition).values("pk")
+
+    def order_by(self, *field_names: Any) -> RegistryQuerySet:
+        """Order by fields; LaminDB aliases and unknown names are handled as in ``filter``."""
+        resolved = []
+        for name in field_names:
+            if isinstance(name, str) and name != "?":
+                desc = name.startswith("-")
+                path, _ = resolve_path(self.model, name.lstrip("-"))
+                resolved.append(f"-{path}" if desc else path)
+            else:
+                resolved.append(name)
+        return super().order_by(*resolved)
+
+    # --- single records -------------------------------------------------------------------
+    def get(self, *args: Any, **kwargs: Any) -> models.Model:
+        """One record by conditions, or by ``uid`` given as the only positional argument.
+
+        A uid shorter than the registry's uid length is taken as a version stem: the latest
+        version is returned.
+        """
+        if len(args) == 1 and isinstance(args[0], str) and not kwargs:
+            return self._get_by_uid(args[0])
+        if len(args) == 1 and isinstance(args[0], int) and not kwargs:
+            kwargs = {"pk": args[0]}
+            args = ()
+        try:
+            return super().get(*args, **kwargs)
+        except self.model.DoesNotExist:
+            raise self.model.DoesNotExist(self._no_match_message(args, kwargs)) from None
+        except self.model.MultipleObjectsReturned:
+            raise self.model.MultipleObjectsReturned(
+                self._many_match_message(args, kwargs)
+            ) from None
+
+    def _get_by_uid(self, uid: str) -> models.Model:
+        length = self.model._meta.get_field("uid").max_length
+        if len(uid) == length:
+            return self.get(uid=uid)
+        matches = self.filter(uid__startswith=uid)
+        if _has_field(self.model, "is_latest"):
+            matches = matches.order_by("-is_latest", "-created_at")
+        record = matches.first()
+        if record is None:
+            raise self.model.DoesNotExist(self._no_match_message((), {"uid": uid}))
+        return record
+
+    def _describe_condition(self, args: tuple, kwargs: dict) -> str:
+        parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+        return ", ".join(parts) or "(no conditions)"
+
+    def _instance_label(self) -> str:
+        return instance_name(self.db)
+
+    def _no_match_message(self, args: tuple, kwargs: dict) -> str:
+        name = self.model.__name__
+        return (
+            f"No {name} matches {self._describe_condition(args, kwargs)} in instance "
+            f"{self._instance_label()!r}. Use {name}.filter(...) to see what is there, or "
+            f"{name}.search('...') for a fuzzy match."
+        )
+
+    def _many_match_message(self, args: tuple, kwargs: dict) -> str:
+        name = self.model.__name__
+        qs = self.filter(*args, **kwargs)
+        count = qs.count()
+        uids = list(qs.values_list("uid", flat=True)[:5]) if _has_field(self.model, "uid") else []
+        shown = f" (uids: {', '.join(uids)}{', ...' if count > 5 else ''})" if uids else ""
+        return (
+            f"{count} {name} records match {self._describe_condition(args, kwargs)}{shown}; "
+            f"get() needs exactly one. Add conditions, or use .filter(...).first()."
+        )
+
+    def one(self) -> models.Model:
+        """The only record of the query; an error when there are none or several."""
+        rows = list(self[:2])
+        if not rows:
+            raise NoRecordError(
+                f"No {self.model.__name__} matches this query in instance "
+                f"{self._instance_label()!r}."
+            )
+        if len(rows) > 1:
+            raise MultipleRecordsError(
+                f"{self.count()} {self.model.__name__} records match this query; one() needs "
+                "exactly one. Add conditions, or use .first()."
+            )
+        return rows[0]
+
+    def one_or_none(self) -> models.Model | None:
+        """The only record of the query, ``None`` if there is none; an error if several."""
+        rows = list(self[:2])
+        if len(rows) > 1:
+            raise MultipleRecordsError(
+                f"{self.count()} {self.model.__name__} records match this query; "
+                "one_or_none() needs at most one."
+            )
+        return rows[0] if rows else None
+
+    # --- tables ---------------------------------------------------------------------------
+    def to_dataframe(self, include: Iterable[str] | None = None, limit: int | None = None) -> pd.DataFrame:
+        """All matching records as a DataFrame indexed by ``id``.
+
+        Args:
+            include: extra columns as ``__`` paths. Single-valued paths (``created_by__handle``)
+                are plain columns; many-valued ones (``cell_types__name``) hold a sorted list
+                of **all** values of each record, whatever the filter matched.
+            limit: at most this many rows (default: all of them, never silently cut).
+        """
+        import pandas as pd
+
+        model = self.model
+        base_columns = table_columns(model)
+        single: list[tuple[str, str]] = []
+        many: list[tuple[str, str]] = []
+        for column in include or []:
+            path, is_many = resolve_path(model, column)
+            (many if is_many else single).append((column, path))
+        query = self if limit is None else self[:limit]
+        rows = list(query.values_list(*base_columns, *[path for _, path in single]))
+        columns = base_columns + [column for column, _ in single]
+        frame = pd.DataFrame.from_records(rows, columns=columns)
+        ids = frame["id"].tolist()
+        for column, path in many:
+            values = self._many_values(ids, path)
+            frame[column] = [values.get(pk, []) for pk in ids]
+        return frame.set_index("id")
+
+    def _many_values(self, ids: list[int], path: str) -> dict[int, list[Any]]:
+        """All values of a many-valued path for the given record ids, sorted per record."""
+        collected: dict[int, list[Any]] = defaultdict(list)
+        base = models.QuerySet(self.model).using(self.db)
+        for start in range(0, len(ids), ID_CHUNK):
+            chunk = ids[start : start + ID_CHUNK]
+            pairs = base.filter(pk__in=chunk, **{f"{path}__isnull": False}).values_list("pk", path)
+            for pk, value in pairs:
+                collected[pk].append(value)
+        return {pk: sorted(set(values), key=_sort_key) for pk, values in collected.items()}
+
+    # --- lookup and search ----------------------------------------------------------------
+    def lookup(self, field: str | None = None, return_field: str | None = None) -> Lookup:
+        """Attribute access to the records (or to ``return_field`` values) by ``field``.
+
+        ``field`` defaults to the registry's name field (``name``, ``handle``, ``key`` ...).
+        See :class:`Lookup` for how names are made and how duplicates are resolved.
+        """
+        field = resolve_path(self.model, field or self.model.name_field)[0]
+        ordered = self.order_by("pk")
+        if return_field is not None:
+            return_path = resolve_path(self.model, return_field)[0]
+            pairs = ordered.values_list(field, return_path)
+        else:
+            pairs = ((getattr(record, field), record) for record in ordered)
+        return Lookup(self.model.__name__, field, pairs)
+
+    def search(self, text: str, field: str | None = None, limit: int | None = None) -> RegistryQuerySet:
+        """Records whose name (or synonyms, or description) contain ``text``, best first.
+
+        Ranking: exact name, exact synonym, name prefix, name substring, synonym substring,
+        then description; ties by shorter name.
+        """
+        name = resolve_path(self.model, field or self.model.name_field)[0]
+        has_synonyms = _has_field(self.model, "synonyms")
+        has_description = _has_field(self.model, "description") and field is None
+        match = Q(**{f"{name}__icontains": text})
+        ranks = [
+            When(**{f"{name}__iexact": text}, then=Value(0)),
+            When(**{f"{name}__istartswith": text}, then=Value(2)),
+            When(**{f"{name}__icontains": text}, then=Value(3)),
+        ]
+        queryset = self
+        if has_synonyms:
+            queryset = queryset.annotate(
+                _delimited_synonyms=Concat(Value("|"), "synonyms", Value("|"))
+            )
+            match |= Q(synonyms__icontains=text)
+            ranks.insert(1, When(_delimited_synonyms__icontains=f"|{text}|", then=Value(1)))
+            ranks.append(When(synonyms__icontains=text, then=Value(4)))
+        if has_description:
+            match |= Q(description__icontains=text)
+        ranked = (
+            queryset.filter(match)
+            .annotate(_search_rank=Case(*ranks, default=Value(5)), _name_length=Length(name))
+            .order_by("_search_rank", "_name_length", name)
+        )
+        return ranked if limit is None else ranked[:limit]
+
+    # --- write guards ---------------------------------------------------------------------
+    def _check_writable(self, action: str) -> None:
+        check_writable(self.db, f"{action} {self.model.__name__} records")
+
+    def update(self, **kwargs: Any) -> int:
+        """Bulk update (refused on read-only instances)."""
+        self._check_writable("update")
+        return super().update(**kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Bulk delete (refused on read-only instances)."""
+        self._check_writable("delete")
+        return super().delete()
+
+    def bulk_create(self, objs: Iterable[models.Model], *args: Any, **kwargs: Any) -> list:
+        """Bulk insert (refused on read-only instances); fills ``created_by`` when empty."""
+        self._check_writable("bulk-create")
+        objs = list(objs)
+        if _has_field(self.model, "created_by"):
+            user_id = None
+            for obj in objs:
+                if obj.created_by_id is None:
+                    user_id = user_id or current_user_id(self.db)
+                    obj.created_by_id = user_id
+        return super().bulk_create(objs, *args, **kwargs)
+
+    def bulk_update(self, objs: Iterable[models.Model], fields: Any, *args: Any, **kwargs: Any) -> int:
+        """Bulk update of given records (refused on read-only instances)."""
+        self._check_writable("bulk-update")
+        return super().bulk_update(objs, fields, *args, **kwargs)
+
+
+PROVENANCE_COLUMNS = ("created_at", "created_by_id", "run_id")
+
+
+def table_columns(model: type[models.Model]) -> list[str]:
+    """Columns of ``to_dataframe``: id, uid, the registry's own fields, then provenance."""
+    names = [f.attname for f in model._meta.concrete_fields]
+    first = [n for n in ("id", "uid") if n in names]
+    last = [n for n in PROVENANCE_COLUMNS if n in names]
+    return first + [n for n in names if n not in first and n not in last] + last
+
+
+def _sort_key(value: Any) -> tuple[str, Any]:
+    return (type(value).__name__, value)
+
+
+RegistryManager = models.Manager.from_queryset(RegistryQuerySet, "RegistryManager")

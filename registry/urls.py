@@ -1,0 +1,6 @@
+"""URLs: the Django admin is the registry's web interface."""
+
+from django.contrib import admin
+from django.urls import path
+
+urlpatterns = [path("admin/", admin.site.urls)]
