@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import django
+from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
-from django.apps import apps
 from django.db import connections
 
 import registry.instances as instances
@@ -22,12 +22,26 @@ from registry.databases import ensure_reachable, forget_user_ids
 from registry.errors import InstanceConnectionError
 from registry.query import namespace_name, registry_name
 
+
 def setup() -> None:
     """Configure Django for the default instance once per process (cheap when already done)."""
     if not settings.configured:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "registry.settings")
     if not apps.ready:
         django.setup()
+        _create_embedded_if_missing()
+
+
+def _create_embedded_if_missing() -> None:
+    """The embedded default instance works without any set-up: made on first use."""
+    entry = connections.settings["default"]
+    if entry.get("INSTANCE") != instances.EMBEDDED_NAME or not entry["ENGINE"].endswith("sqlite3"):
+        return
+    path = Path(entry["NAME"])
+    if entry["NAME"] != ":memory:" and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Path(entry["STORAGE"]).mkdir(parents=True, exist_ok=True)
+        migrate("default")
 
 
 def _alias_settings(config: instances.InstanceConfig) -> dict[str, Any]:
@@ -56,9 +70,7 @@ def alias_for(config: instances.InstanceConfig) -> str:
     """The database alias of an instance, registering it on first use."""
     setup()
     for alias, entry in connections.settings.items():
-        if entry.get("INSTANCE") == config.name and entry.get("NAME") == _alias_settings(
-            config
-        ).get("NAME"):
+        if entry.get("INSTANCE") == config.name:
             return alias
     alias = f"instance:{config.name}"
     _register_alias(alias, config)
@@ -131,6 +143,7 @@ def init(
     instances.save_instance(config, make_default=True)
     writable = instances.InstanceConfig(name=name, db=db, storage=storage, read_only=False)
     alias = alias_for(writable)
+    _register_alias(alias, writable)  # the URL may have changed since the alias was made
     ensure_reachable(alias)
     migrate(alias)
     _register_alias(alias, config)  # now apply the read-only flag
@@ -142,10 +155,7 @@ def connect(name: str) -> DB:
     config = instances.get_instance(name)
     instances.select(name)
     setup()
-    current = connections.settings["default"]
-    if current.get("INSTANCE") != config.name or current.get("NAME") != _alias_settings(
-        config
-    ).get("NAME"):
+    if connections.settings["default"].get("INSTANCE") != config.name:
         _register_alias("default", config)
     ensure_reachable("default")
     return DB(name)
@@ -194,13 +204,7 @@ class DB:
             )
         else:
             config = instances.get_instance(instance)
-        default = connections.settings["default"]
-        if default.get("INSTANCE") == config.name and default.get("NAME") == _alias_settings(
-            config
-        ).get("NAME"):
-            self.alias = "default"
-        else:
-            self.alias = alias_for(config)
+        self.alias = alias_for(config)  # "default" when it is the default instance
         self.config = config
         ensure_reachable(self.alias)
         self._core = Namespace(self.alias, app_registries("registry"))

@@ -11,7 +11,7 @@ import getpass
 import os
 
 from django.apps import apps
-from django.db import connections
+from django.db import connections, transaction
 
 import registry.instances as instances
 from registry.errors import InstanceConnectionError, ReadOnlyInstanceError
@@ -75,11 +75,13 @@ def current_user_id(alias: str) -> int:
     """The id of the current user's record in the instance behind ``alias`` (created once)."""
     handle = current_user_handle()
     key = (alias, handle)
-    if key not in _user_ids:
-        user_model = apps.get_model("registry", "User")
-        user, _ = user_model.objects.db_manager(alias).get_or_create(handle=handle)
-        _user_ids[key] = user.pk
-    return _user_ids[key]
+    if key in _user_ids:
+        return _user_ids[key]
+    user_model = apps.get_model("registry", "User")
+    user, _ = user_model.objects.db_manager(alias).get_or_create(handle=handle)
+    # remember the id only once it is committed: a rolled-back user must not be reused
+    transaction.on_commit(lambda: _user_ids.__setitem__(key, user.pk), using=alias)
+    return user.pk
 
 
 def forget_user_ids(alias: str) -> None:

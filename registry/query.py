@@ -12,13 +12,14 @@ import difflib
 import keyword
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.core.exceptions import FieldDoesNotExist
-from django.db import models
-from django.db.models import Case, Q, Value, When
+from django.db import connection, models
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.constants import LOOKUP_SEP
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat, Length
 
 from registry.databases import check_writable, current_user_id, instance_name
@@ -91,11 +92,19 @@ def _unknown_field(model: type[models.Model], name: str, path: str) -> UnknownFi
     )
 
 
-def resolve_path(model: type[models.Model], path: str) -> tuple[str, bool]:
+class ResolvedPath(NamedTuple):
+    """A checked ``__`` path: what to hand to Django, and what it reaches."""
+
+    path: str
+    many: bool  # crosses a many-valued relation
+    field: Any  # the last field named (None for "pk" or an annotation)
+
+
+def resolve_path(model: type[models.Model], path: str) -> ResolvedPath:
     """Check a ``__`` path against the registries and translate aliases.
 
     Returns:
-        The path to hand to Django, and whether it crosses a many-valued relation.
+        The path to hand to Django, whether it crosses a many-valued relation, the last field.
 
     Raises:
         UnknownFieldError: a segment names no field; the message lists close names.
@@ -119,7 +128,7 @@ def resolve_path(model: type[models.Model], path: str) -> tuple[str, bool]:
             break  # the rest are lookups/transforms of a plain column
         many = many or field.many_to_many or field.one_to_many
         current = field.related_model
-    return LOOKUP_SEP.join(parts), many
+    return ResolvedPath(LOOKUP_SEP.join(parts), many, field)
 
 
 def _lookups_of(field: Any) -> set[str]:
@@ -127,6 +136,86 @@ def _lookups_of(field: Any) -> set[str]:
         return set()
     target = field.target_field if hasattr(field, "target_field") else field
     return set(target.get_lookups())
+
+
+def m2m_link(
+    model: type[models.Model], relation: str
+) -> tuple[type[models.Model], str, str] | None:
+    """For a many-to-many relation of ``model``: (link table, FK to model, FK to the other side).
+
+    Works for forward (``Artifact.cell_types``) and reverse (``Artifact.collections``) relations;
+    ``None`` for anything else.
+    """
+    field = model._meta.get_field(relation)
+    if isinstance(field, models.ManyToManyField):
+        return field.remote_field.through, field.m2m_field_name(), field.m2m_reverse_field_name()
+    if isinstance(field, models.ManyToManyRel):
+        forward = field.remote_field
+        return field.through, forward.m2m_reverse_field_name(), forward.m2m_field_name()
+    return None
+
+
+_ID_SUFFIXES = {"", "__exact", "__pk", "__id", "__in", "__pk__in", "__id__in"}
+_TEXT_TYPES = {"CharField", "TextField"}
+_INT_TYPES = {"IntegerField", "BigIntegerField", "PositiveIntegerField", "SmallIntegerField"}
+
+
+def _plain_values(values: Any, accept: Callable[[Any], Any]) -> list[Any] | None:
+    """The values of an equality/IN condition if all are plain, else None."""
+    if not isinstance(values, list | tuple | set | frozenset):
+        return None
+    accepted = [accept(value) for value in values]
+    return None if any(value is None for value in accepted) else accepted
+
+
+def _as_id(value: Any) -> int | None:
+    if isinstance(value, models.Model):
+        return value.pk
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def link_subquery_sql(
+    through: type[models.Model], source: str, target: str, rest: str, value: Any
+) -> RawSQL | None:
+    """A condition on a many-to-many relation as plain SQL over its link table, if it is simple.
+
+    Simple means: related records or ids (``cell_types=rec``, ``cell_types__in=[...]``), or
+    equality/IN on a text or integer column of the other side (``cell_types__name__in=[...]``).
+    Building this costs a fraction of the ORM's subquery machinery, which for these filters costs
+    more than running the query. Anything else returns ``None`` and goes through the ORM.
+    """
+    quote = connection.ops.quote_name
+    other = through._meta.get_field(target).related_model
+    if rest in _ID_SUFFIXES:
+        is_in, column, accept = rest.endswith("__in"), None, _as_id
+    else:
+        name, _, lookup = rest[len(LOOKUP_SEP) :].partition(LOOKUP_SEP)
+        if lookup not in {"", "exact", "in"} or not _has_field(other, name):
+            return None
+        field = other._meta.get_field(name)
+        kind = field.get_internal_type() if field.concrete and not field.is_relation else ""
+        if kind in _TEXT_TYPES:
+            accept: Callable[[Any], Any] = lambda v: v if isinstance(v, str) else None  # noqa: E731
+        elif kind in _INT_TYPES:
+            accept = lambda v: v if isinstance(v, int) and not isinstance(v, bool) else None  # noqa: E731
+        else:
+            return None
+        is_in, column = lookup == "in", field.column
+    params = _plain_values(value if is_in else [value], accept)
+    if params is None:
+        return None
+    table = quote(through._meta.db_table)
+    source_column = quote(through._meta.get_field(source).column)
+    target_column = quote(through._meta.get_field(target).column)
+    marks = ", ".join(["%s"] * len(params)) or "NULL"
+    if column is None:
+        condition = f"{target_column} IN ({marks})"
+    else:
+        condition = (
+            f"{target_column} IN (SELECT {quote(other._meta.pk.column)} "
+            f"FROM {quote(other._meta.db_table)} WHERE {quote(column)} IN ({marks}))"
+        )
+    return RawSQL(f"SELECT {source_column} FROM {table} WHERE {condition}", tuple(params))
 
 
 def _rewrite_q(model: type[models.Model], q: Q) -> tuple[Q, bool]:
@@ -139,7 +228,7 @@ def _rewrite_q(model: type[models.Model], q: Q) -> tuple[Q, bool]:
             sub, sub_many = _rewrite_q(model, child)
         else:
             key, value = child
-            key, sub_many = resolve_path(model, key)
+            key, sub_many, _ = resolve_path(model, key)
             sub = (key, value)
         rewritten.children.append(sub)
         many = many or sub_many
@@ -174,14 +263,24 @@ class Lookup:
     Keys are made with :func:`to_attribute_name`. When two values map to the same key, the record
     with the lower ``id`` keeps the plain key and later ones get ``_2``, ``_3``, ... in ``id``
     order, so the mapping is deterministic. ``lookup["dendritic cell"]`` looks up by the original
-    value as well.
+    value as well. Records are read from the database when a name is first used, and then kept.
     """
 
-    def __init__(self, registry: str, field: str, pairs: Iterable[tuple[str, Any]]) -> None:
+    def __init__(
+        self,
+        registry: str,
+        field: str,
+        pairs: Iterable[tuple[str, Any]],
+        make: Callable[[Any], Any] | None = None,
+        make_all: Callable[[list[Any]], dict[Any, Any]] | None = None,
+    ) -> None:
         self._registry = registry
         self._field = field
+        self._make = make  # stored key -> returned item, called on first use
+        self._make_all = make_all  # the same for many keys at once
         self._items: dict[str, Any] = {}
-        self._by_value: dict[str, Any] = {}
+        self._made: dict[str, Any] = {}
+        self._by_value: dict[str, str] = {}
         for value, item in pairs:
             if value is None or value == "":
                 continue
@@ -191,13 +290,20 @@ class Lookup:
                 key = f"{base}_{n}"
                 n += 1
             self._items[key] = item
-            self._by_value.setdefault(str(value), item)
+            self._by_value.setdefault(str(value), key)
+
+    def _get(self, key: str) -> Any:
+        if self._make is None:
+            return self._items[key]
+        if key not in self._made:
+            self._made[key] = self._make(self._items[key])
+        return self._made[key]
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
         try:
-            return self._items[name]
+            return self._get(name)
         except KeyError:
             close = difflib.get_close_matches(name, list(self._items), n=4)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
@@ -207,7 +313,7 @@ class Lookup:
 
     def __getitem__(self, key: str) -> Any:
         if key in self._by_value:
-            return self._by_value[key]
+            return self._get(self._by_value[key])
         return getattr(self, key)
 
     def __dir__(self) -> list[str]:
@@ -221,7 +327,10 @@ class Lookup:
 
     def dict(self) -> dict[str, Any]:
         """The attribute names and what they return."""
-        return dict(self._items)
+        if self._make_all is not None:
+            made = self._make_all(list(self._items.values()))
+            self._made.update({key: made[item] for key, item in self._items.items()})
+        return {key: self._get(key) for key in self._items}
 
     def __repr__(self) -> str:
         shown = ", ".join(list(self._items)[:8])
@@ -241,7 +350,7 @@ class RegistryQuerySet(models.QuerySet):
         plain: dict[str, Any] = {}
         many_groups: dict[str, dict[str, Any]] = defaultdict(dict)
         for key, value in kwargs.items():
-            path, many = resolve_path(model, key)
+            path, many, _ = self._resolve(key)
             if many and not negate:
                 many_groups[path.split(LOOKUP_SEP)[0]][path] = value
             else:
@@ -255,25 +364,64 @@ class RegistryQuerySet(models.QuerySet):
                 plain_args.append(q)
             else:
                 plain_args.append(arg)
-        for group in many_groups.values():
+        for relation, group in many_groups.items():
             # conditions on one relation stay in one subquery (they apply to the same related
             # row, as in Django); the outer query gets no join, hence no duplicate rows
-            plain_args.append(Q(pk__in=self._subquery(Q(**group))))
+            plain_args.append(Q(pk__in=self._relation_subquery(relation, group)))
         return super()._filter_or_exclude(negate, tuple(plain_args), plain)
+
+    def _resolve(self, path: str) -> ResolvedPath:
+        """:func:`resolve_path`, letting annotations of this query through."""
+        if path.split(LOOKUP_SEP, 1)[0] in self.query.annotations:
+            return ResolvedPath(path, False, None)
+        return resolve_path(self.model, path)
 
     def _subquery(self, condition: Q) -> models.QuerySet:
         return models.QuerySet(self.model).filter(condition).values("pk")
 
+    def _relation_subquery(self, relation: str, conditions: dict[str, Any]) -> models.QuerySet:
+        """Ids of records matching ``conditions`` on one many-valued relation.
+
+        Many-to-many relations are answered from their link table alone
+        (``SELECT artifact_id FROM link WHERE label_id IN (...)``), which is cheaper to build and
+        to run than a join back to this registry.
+        """
+        link = m2m_link(self.model, relation)
+        if link is None or any(path.endswith("__isnull") for path in conditions):
+            # "has no related record" needs the outer join of the generic form
+            return self._subquery(Q(**conditions))
+        through, source, target = link
+        if len(conditions) == 1:
+            ((path, value),) = conditions.items()
+            sql = link_subquery_sql(through, source, target, path[len(relation) :], value)
+            if sql is not None:
+                return sql
+        translated = {}
+        for path, value in conditions.items():
+            rest = path[len(relation) :]
+            translated[target + rest] = value
+        return models.QuerySet(through).filter(**translated).values(f"{source}_id")
+
     def order_by(self, *field_names: Any) -> RegistryQuerySet:
-        """Order by fields; LaminDB aliases and unknown names are handled as in ``filter``."""
-        resolved = []
+        """Order by fields; LaminDB aliases and unknown names are handled as in ``filter``.
+
+        Empty (NULL) values come last in both directions, on every database (PostgreSQL and
+        SQLite disagree on this by default).
+        """
+        resolved: list[Any] = []
         for name in field_names:
-            if isinstance(name, str) and name != "?":
-                desc = name.startswith("-")
-                path, _ = resolve_path(self.model, name.lstrip("-"))
-                resolved.append(f"-{path}" if desc else path)
-            else:
+            if not isinstance(name, str) or name == "?":
                 resolved.append(name)
+                continue
+            desc = name.startswith("-")
+            path, _, field = self._resolve(name.lstrip("-"))
+            if getattr(field, "null", False):
+                column = F(path)
+                resolved.append(
+                    column.desc(nulls_last=True) if desc else column.asc(nulls_last=True)
+                )
+            else:
+                resolved.append(f"-{path}" if desc else path)
         return super().order_by(*resolved)
 
     # --- single records -------------------------------------------------------------------
@@ -361,7 +509,9 @@ class RegistryQuerySet(models.QuerySet):
         return rows[0] if rows else None
 
     # --- tables ---------------------------------------------------------------------------
-    def to_dataframe(self, include: Iterable[str] | None = None, limit: int | None = None) -> pd.DataFrame:
+    def to_dataframe(
+        self, include: Iterable[str] | None = None, limit: int | None = None
+    ) -> pd.DataFrame:
         """All matching records as a DataFrame indexed by ``id``.
 
         Args:
@@ -370,6 +520,7 @@ class RegistryQuerySet(models.QuerySet):
                 of **all** values of each record, whatever the filter matched.
             limit: at most this many rows (default: all of them, never silently cut).
         """
+        import numpy as np
         import pandas as pd
 
         model = self.model
@@ -377,28 +528,40 @@ class RegistryQuerySet(models.QuerySet):
         single: list[tuple[str, str]] = []
         many: list[tuple[str, str]] = []
         for column in include or []:
-            path, is_many = resolve_path(model, column)
+            path, is_many, _ = resolve_path(model, column)
             (many if is_many else single).append((column, path))
         query = self if limit is None else self[:limit]
         rows = list(query.values_list(*base_columns, *[path for _, path in single]))
         columns = base_columns + [column for column, _ in single]
-        frame = pd.DataFrame.from_records(rows, columns=columns)
-        ids = frame["id"].tolist()
+        cells = np.empty((len(rows), len(columns)), dtype=object)
+        if rows:
+            cells[:] = rows
+        ids = cells[:, 0].tolist()
+        frame = pd.DataFrame(cells[:, 1:], columns=columns[1:], index=pd.Index(ids, name="id"))
+        frame = frame.infer_objects()
         for column, path in many:
             values = self._many_values(ids, path)
             frame[column] = [values.get(pk, []) for pk in ids]
-        return frame.set_index("id")
+        return frame
 
     def _many_values(self, ids: list[int], path: str) -> dict[int, list[Any]]:
         """All values of a many-valued path for the given record ids, sorted per record."""
+        relation, _, rest = path.partition(LOOKUP_SEP)
+        link = m2m_link(self.model, relation)
+        if link is not None:  # read the link table joined to the other side only
+            through, source, target = link
+            pairs_of = models.QuerySet(through).using(self.db).values_list
+            key, value = f"{source}_id", f"{target}__{rest}" if rest else f"{target}_id"
+        else:
+            pairs_of = models.QuerySet(self.model).using(self.db).values_list
+            key, value = "pk", path
         collected: dict[int, list[Any]] = defaultdict(list)
-        base = models.QuerySet(self.model).using(self.db)
         for start in range(0, len(ids), ID_CHUNK):
             chunk = ids[start : start + ID_CHUNK]
-            pairs = base.filter(pk__in=chunk, **{f"{path}__isnull": False}).values_list("pk", path)
-            for pk, value in pairs:
-                collected[pk].append(value)
-        return {pk: sorted(set(values), key=_sort_key) for pk, values in collected.items()}
+            pairs = pairs_of(key, value).filter(**{f"{key}__in": chunk, f"{value}__isnull": False})
+            for pk, item in pairs:
+                collected[pk].append(item)
+        return {pk: sorted(set(items), key=_sort_key) for pk, items in collected.items()}
 
     # --- lookup and search ----------------------------------------------------------------
     def lookup(self, field: str | None = None, return_field: str | None = None) -> Lookup:
@@ -411,12 +574,21 @@ class RegistryQuerySet(models.QuerySet):
         ordered = self.order_by("pk")
         if return_field is not None:
             return_path = resolve_path(self.model, return_field)[0]
-            pairs = ordered.values_list(field, return_path)
-        else:
-            pairs = ((getattr(record, field), record) for record in ordered)
-        return Lookup(self.model.__name__, field, pairs)
+            return Lookup(self.model.__name__, field, ordered.values_list(field, return_path))
+        # Fetch names and ids only; a record is read when its name is first used (one indexed
+        # query), because building hundreds of records costs far more than the query.
+        manager = models.QuerySet(self.model).using(self.db)
+        return Lookup(
+            self.model.__name__,
+            field,
+            ordered.values_list(field, "pk"),
+            make=lambda pk: manager.get(pk=pk),
+            make_all=lambda pks: manager.in_bulk(pks),
+        )
 
-    def search(self, text: str, field: str | None = None, limit: int | None = None) -> RegistryQuerySet:
+    def search(
+        self, text: str, field: str | None = None, limit: int | None = None
+    ) -> RegistryQuerySet:
         """Records whose name (or synonyms, or description) contain ``text``, best first.
 
         Ranking: exact name, exact synonym, name prefix, name substring, synonym substring,
@@ -434,7 +606,9 @@ class RegistryQuerySet(models.QuerySet):
         queryset = self
         if has_synonyms:
             queryset = queryset.annotate(
-                _delimited_synonyms=Concat(Value("|"), "synonyms", Value("|"))
+                _delimited_synonyms=Concat(
+                    Value("|"), "synonyms", Value("|"), output_field=models.TextField()
+                )
             )
             match |= Q(synonyms__icontains=text)
             ranks.insert(1, When(_delimited_synonyms__icontains=f"|{text}|", then=Value(1)))
@@ -474,7 +648,9 @@ class RegistryQuerySet(models.QuerySet):
                     obj.created_by_id = user_id
         return super().bulk_create(objs, *args, **kwargs)
 
-    def bulk_update(self, objs: Iterable[models.Model], fields: Any, *args: Any, **kwargs: Any) -> int:
+    def bulk_update(
+        self, objs: Iterable[models.Model], fields: Any, *args: Any, **kwargs: Any
+    ) -> int:
         """Bulk update of given records (refused on read-only instances)."""
         self._check_writable("bulk-update")
         return super().bulk_update(objs, fields, *args, **kwargs)

@@ -14,7 +14,9 @@ DEFAULT_INSTANCE = default_instance()
 
 SECRET_KEY = os.environ.get("CELLREGISTRY_SECRET_KEY", "cellregistry-local-only-insecure-key")
 DEBUG = os.environ.get("CELLREGISTRY_DEBUG", "") == "1"
-ALLOWED_HOSTS = [h for h in os.environ.get("CELLREGISTRY_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h]
+ALLOWED_HOSTS = [
+    h for h in os.environ.get("CELLREGISTRY_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",

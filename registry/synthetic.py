@@ -3,10 +3,10 @@
 600 cell types, 300 tissues, 200 diseases, 30 assays, human and mouse, a ``SuspensionType``
 ULabel type, and 1,000 ``.h5ad`` artifacts linked to them with the frequencies of issue 2
 (each artifact: 6-10 cell types, each named one with p=0.3; 2 tissues, kidney with p=0.15;
-1-2 diseases; 1 assay (10x 3' v2 25%, v3 35%); 1 organism; 1 suspension type; 10% "immune" descriptions; sizes
-log-uniform 10 kB-10 GB). Named terms carry their real ontology ids; the filler terms are
-synthetic. The plan is computed first (:func:`make_plan`), then written either record by record
-(:func:`write_per_record`, the idiomatic way) or in bulk (:func:`write_bulk`).
+1-2 diseases; 1 assay (10x 3' v2 25%, v3 35%); 1 organism; 1 suspension type; 10% "immune"
+descriptions; sizes log-uniform 10 kB-10 GB). Named terms carry their real ontology ids; the
+filler terms are synthetic. The plan is computed first (:func:`make_plan`), then written either
+record by record (:func:`write_per_record`, the idiomatic way) or in bulk (:func:`write_bulk`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ NAMED_TISSUES = {"kidney": "UBERON:0002113", "lung": "UBERON:0002048", "blood": 
 EXTRA_TISSUES = {"brain": "UBERON:0000955"}
 NAMED_DISEASES = {"normal": "PATO:0000461", "COVID-19": "MONDO:0100096"}
 NAMED_ASSAYS = {"10x 3' v2": "EFO:0009899", "10x 3' v3": "EFO:0009922"}
-ORGANISMS = {"human": ("NCBITaxon:9606", "homo_sapiens"), "mouse": ("NCBITaxon:10090", "mus_musculus")}
+ORGANISMS = {
+    "human": ("NCBITaxon:9606", "homo_sapiens"),
+    "mouse": ("NCBITaxon:10090", "mus_musculus"),
+}
 SUSPENSION_TYPES = ("cell", "nucleus")
 USERS = ("sunnyosun", "falexwolf", "Koncopd", "curator")
 FEATURES = {
@@ -43,6 +46,11 @@ FEATURES = {
     "suspension_type": "cat[ULabel[SuspensionType]]",
 }
 CENSUS_KEY = "cellxgene-census"
+#: the study collection of seed 001 (Cell Genomics 2023), mirrored with its uid and two versions
+STUDY_UID = "quQDnLsMLkP3JRsC8gp5"
+STUDY_KEY = "Single-cell atlas of the human kidney (Cell Genomics 2023)"
+STUDY_REFERENCE = "af893e86-8e9f-41f1-a474-ef05359b1fb7"
+STUDY_DOI = "10.1016/j.xgen.2023.100298"
 CENSUS_VERSIONS = ("2024-07-01", "2025-01-30")
 KIDNEY_DATASET = "Mature kidney dataset: immune"
 
@@ -152,18 +160,27 @@ class Vocabulary:
 
 
 def _model(name: str) -> type:
-    app = "registry" if name in {"User", "Storage", "Feature", "ULabel", "Artifact", "Collection"} else "ontologies"
+    app = (
+        "registry"
+        if name in {"User", "Storage", "Feature", "ULabel", "Artifact", "Collection"}
+        else "ontologies"
+    )
     return apps.get_model(app, name)
 
 
 def _bulk_terms(registry: str, terms: list[tuple[str, str]], using: str) -> list:
     model = _model(registry)
     model.objects.using(using).bulk_create([model(name=n, ontology_id=o) for n, o in terms])
-    by_id = {r.ontology_id: r for r in model.objects.using(using).filter(ontology_id__in=[o for _, o in terms])}
+    by_id = {
+        r.ontology_id: r
+        for r in model.objects.using(using).filter(ontology_id__in=[o for _, o in terms])
+    }
     return [by_id[o] for _, o in terms]
 
 
-def write_vocabulary(plan: Plan, using: str = "default", storage_root: str = "s3://cellxgene-data-public") -> Vocabulary:
+def write_vocabulary(
+    plan: Plan, using: str = "default", storage_root: str = "s3://cellxgene-data-public"
+) -> Vocabulary:
     """Write the terms, users, features, suspension types and the storage (bulk)."""
     user_model, feature_model, ulabel_model = _model("User"), _model("Feature"), _model("ULabel")
     organism_model = _model("Organism")
@@ -176,15 +193,20 @@ def write_vocabulary(plan: Plan, using: str = "default", storage_root: str = "s3
                     name=name, ontology_id=ontology_id, scientific_name=scientific
                 )
             )
-        suspension_type = ulabel_model.objects.db_manager(using).create(name="SuspensionType", is_type=True)
+        suspension_type = ulabel_model.objects.db_manager(using).create(
+            name="SuspensionType", is_type=True
+        )
         suspension_types = [
-            ulabel_model.objects.db_manager(using).create(name=n, type=suspension_type) for n in SUSPENSION_TYPES
+            ulabel_model.objects.db_manager(using).create(name=n, type=suspension_type)
+            for n in SUSPENSION_TYPES
         ]
         features = {
             name: feature_model.objects.db_manager(using).create(name=name, dtype=dtype)
             for name, dtype in FEATURES.items()
         }
-        storage = _model("Storage").objects.db_manager(using).create(root=storage_root, anonymous=True)
+        storage = (
+            _model("Storage").objects.db_manager(using).create(root=storage_root, anonymous=True)
+        )
         return Vocabulary(
             cell_types=_bulk_terms("CellType", plan.cell_types, using),
             tissues=_bulk_terms("Tissue", plan.tissues, using),
@@ -227,14 +249,22 @@ def _artifact(spec: ArtifactPlan, vocab: Vocabulary, index: int):  # noqa: ANN20
     )
 
 
-def write_per_record(plan: Plan, vocab: Vocabulary, using: str = "default", progress: Callable[[], None] | None = None) -> list:
-    """Register and link each artifact the idiomatic way: ``save()`` then ``.add()`` per relation."""
+def write_per_record(
+    plan: Plan,
+    vocab: Vocabulary,
+    using: str = "default",
+    progress: Callable[[], None] | None = None,
+) -> list:
+    """Register and link each artifact the idiomatic way: ``save()``, then ``.add()`` per label
+    relation."""
     artifacts = []
     for index, spec in enumerate(plan.artifacts):
         artifact = _artifact(spec, vocab, index)
         artifact.save(using=using)
         for relation, feature, records in _label_sets(spec, vocab):
-            getattr(artifact, relation).add(*records, through_defaults={"feature": vocab.features[feature]})
+            getattr(artifact, relation).add(
+                *records, through_defaults={"feature": vocab.features[feature]}
+            )
         artifacts.append(artifact)
         if progress:
             progress()
@@ -253,7 +283,8 @@ def write_bulk(plan: Plan, vocab: Vocabulary, using: str = "default") -> list:
             for relation, feature, records in _label_sets(spec, vocab):
                 through = artifact_model._meta.get_field(relation).remote_field.through
                 links.setdefault(relation, []).extend(
-                    through(artifact=artifact, label=r, feature=vocab.features[feature]) for r in records
+                    through(artifact=artifact, label=r, feature=vocab.features[feature])
+                    for r in records
                 )
         for relation, rows in links.items():
             through = artifact_model._meta.get_field(relation).remote_field.through
@@ -262,28 +293,61 @@ def write_bulk(plan: Plan, vocab: Vocabulary, using: str = "default") -> list:
 
 
 def write_collections(artifacts: list, using: str = "default") -> list:
-    """The ``cellxgene-census`` collection in two versions, and a few study collections."""
+    """The ``cellxgene-census`` collection in two versions, the seed's study collection in two
+    versions (the latest with uid ``STUDY_UID``), ten small study collections, and the release's
+    SOMA store artifact."""
     collection_model = _model("Collection")
     link_model = apps.get_model("registry", "CollectionArtifact")
+    manager = collection_model.objects.db_manager(using)
     with transaction.atomic(using=using):
-        old = collection_model(key=CENSUS_KEY, version=CENSUS_VERSIONS[0], description="Census LTS")
-        old.save(using=using)
-        new = collection_model(key=CENSUS_KEY, version=CENSUS_VERSIONS[1], description="Census LTS", revises=old)
-        new.save(using=using)
+        old = manager.create(key=CENSUS_KEY, version=CENSUS_VERSIONS[0], description="Census LTS")
+        new = manager.create(
+            key=CENSUS_KEY, version=CENSUS_VERSIONS[1], description="Census LTS", revises=old
+        )
         rows = [link_model(collection=new, artifact=a, order=i) for i, a in enumerate(artifacts)]
-        rows += [link_model(collection=old, artifact=a, order=i) for i, a in enumerate(artifacts[: len(artifacts) // 2])]
+        half = artifacts[: len(artifacts) // 2]
+        rows += [link_model(collection=old, artifact=a, order=i) for i, a in enumerate(half)]
+        study_fields = {
+            "key": STUDY_KEY,
+            "reference": STUDY_REFERENCE,
+            "reference_type": "cellxgene_collection_id",
+            "doi": STUDY_DOI,
+        }
+        first = manager.create(uid=STUDY_UID[:16] + "0000", version="1", **study_fields)
+        latest = manager.create(version="2", revises=first, **study_fields)
+        latest.uid = STUDY_UID
+        latest.save(using=using, update_fields=["uid"])
+        rows += [link_model(collection=first, artifact=artifacts[0], order=0)]
+        members = artifacts[:3]
+        rows += [link_model(collection=latest, artifact=a, order=i) for i, a in enumerate(members)]
         studies = []
         for s in range(min(10, len(artifacts))):
-            study = collection_model(key=f"Synthetic study {s:02d}", reference=f"synthetic-{s:02d}", reference_type="cellxgene_collection_id")
-            study.save(using=using)
+            study = manager.create(
+                key=f"Synthetic study {s:02d}",
+                reference=f"synthetic-{s:02d}",
+                reference_type="cellxgene_collection_id",
+            )
             members = artifacts[s::10]
-            rows += [link_model(collection=study, artifact=a, order=i) for i, a in enumerate(members)]
+            rows += [
+                link_model(collection=study, artifact=a, order=i) for i, a in enumerate(members)
+            ]
             studies.append(study)
         link_model.objects.using(using).bulk_create(rows, batch_size=5000)
-    return [old, new, *studies]
+        first_artifact = artifacts[0]
+        _model("Artifact").objects.db_manager(using).create(
+            key=f"cell-census/{CENSUS_VERSIONS[-1]}/soma",
+            storage_id=first_artifact.storage_id,
+            otype="tiledbsoma",
+            description=f"CELLxGENE Census {CENSUS_VERSIONS[-1]} (TileDB-SOMA)",
+            n_observations=sum(a.n_observations or 0 for a in artifacts),
+            version=CENSUS_VERSIONS[-1],
+        )
+    return [old, new, first, latest, *studies]
 
 
-def build(n_artifacts: int = 1000, seed: int = 0, using: str = "default", bulk: bool = True) -> Plan:
+def build(
+    n_artifacts: int = 1000, seed: int = 0, using: str = "default", bulk: bool = True
+) -> Plan:
     """Write the whole synthetic registry into the instance behind ``using``."""
     plan = make_plan(n_artifacts, seed)
     vocab = write_vocabulary(plan, using)

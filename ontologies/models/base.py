@@ -1,4 +1,4 @@
-"""What every ontology registry shares: ontology id, name, synonyms, deprecation, parents, source."""
+"""What every ontology registry shares: id, name, synonyms, deprecation, parents, source."""
 
 from __future__ import annotations
 

@@ -71,8 +71,12 @@ class Gene(TracedRecord):
     biotype = models.CharField(max_length=64, blank=True, default="")
     description = models.TextField(blank=True, default="")
     synonyms = models.TextField(blank=True, default="", help_text="'|'-separated")
-    organism = models.ForeignKey(Organism, on_delete=models.PROTECT, related_name="genes", null=True, blank=True)
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
+    organism = models.ForeignKey(
+        Organism, on_delete=models.PROTECT, related_name="genes", null=True, blank=True
+    )
+    source = models.ForeignKey(
+        Source, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
 
     class Meta:
         ordering = ["symbol"]

@@ -32,15 +32,25 @@ class Artifact(VersionedRecord):
 
     uid = uid_field(20)
     key = models.CharField(max_length=1024, db_index=True, help_text="path inside the storage")
-    storage = models.ForeignKey("registry.Storage", on_delete=models.PROTECT, related_name="artifacts")
+    storage = models.ForeignKey(
+        "registry.Storage", on_delete=models.PROTECT, related_name="artifacts"
+    )
     suffix = models.CharField(max_length=30, blank=True, default="", db_index=True)
     otype = models.CharField(max_length=30, choices=OType.choices, blank=True, default="")
     description = models.TextField(blank=True, default="")
     size = models.BigIntegerField(null=True, blank=True, db_index=True, help_text="bytes")
     hash = models.CharField(max_length=100, blank=True, default="", db_index=True)
-    hash_type = models.CharField(max_length=30, blank=True, default="", help_text="e.g. md5, md5-n (S3 multipart ETag)")
+    hash_type = models.CharField(
+        max_length=30, blank=True, default="", help_text="e.g. md5, md5-n (S3 multipart ETag)"
+    )
     n_observations = models.BigIntegerField(null=True, blank=True)
-    reference = models.CharField(max_length=255, blank=True, default="", db_index=True, help_text="external id, e.g. the CELLxGENE dataset_id")
+    reference = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        db_index=True,
+        help_text="external id, e.g. the CELLxGENE dataset_id",
+    )
     reference_type = models.CharField(max_length=64, blank=True, default="")
 
     cell_types = _labels("ontologies.CellType", "registry.ArtifactCellType")
@@ -48,7 +58,9 @@ class Artifact(VersionedRecord):
     diseases = _labels("ontologies.Disease", "registry.ArtifactDisease")
     assays = _labels("ontologies.Assay", "registry.ArtifactAssay")
     organisms = _labels("ontologies.Organism", "registry.ArtifactOrganism")
-    developmental_stages = _labels("ontologies.DevelopmentalStage", "registry.ArtifactDevelopmentalStage")
+    developmental_stages = _labels(
+        "ontologies.DevelopmentalStage", "registry.ArtifactDevelopmentalStage"
+    )
     ethnicities = _labels("ontologies.Ethnicity", "registry.ArtifactEthnicity")
     phenotypes = _labels("ontologies.Phenotype", "registry.ArtifactPhenotype")
     ulabels = _labels("registry.ULabel", "registry.ArtifactULabel")
@@ -66,7 +78,11 @@ class Artifact(VersionedRecord):
     @classmethod
     def label_fields(cls) -> list[models.ManyToManyField]:
         """The many-to-many relations to label registries, in declaration order."""
-        return [f for f in cls._meta.many_to_many if getattr(f.remote_field.through, "is_link_table", False)]
+        return [
+            f
+            for f in cls._meta.many_to_many
+            if getattr(f.remote_field.through, "is_link_table", False)
+        ]
 
     @property
     def path(self) -> Path | str:

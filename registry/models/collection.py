@@ -17,8 +17,16 @@ class Collection(VersionedRecord):
     uid = uid_field(20)
     key = models.CharField(max_length=255, db_index=True)
     description = models.TextField(blank=True, default="")
-    reference = models.CharField(max_length=255, blank=True, default="", db_index=True, help_text="e.g. the CELLxGENE collection id")
-    reference_type = models.CharField(max_length=64, blank=True, default="", help_text="e.g. cellxgene_collection_id, doi")
+    reference = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        db_index=True,
+        help_text="e.g. the CELLxGENE collection id",
+    )
+    reference_type = models.CharField(
+        max_length=64, blank=True, default="", help_text="e.g. cellxgene_collection_id, doi"
+    )
     doi = models.CharField(max_length=255, blank=True, default="")
     artifacts = models.ManyToManyField(
         "registry.Artifact", through="registry.CollectionArtifact", related_name="collections"

@@ -30,6 +30,8 @@ class LabelLink(Record):
 
     class Meta:
         abstract = True
+        # label first: "which artifacts have label X" is answered from the index alone
+        indexes = [models.Index(fields=["label", "artifact"], name="%(class)s_la")]
         constraints = [
             models.UniqueConstraint(
                 fields=["artifact", "label", "feature"],
@@ -45,7 +47,8 @@ class LabelLink(Record):
 
 
 def _label(target: str) -> models.ForeignKey:
-    return models.ForeignKey(target, on_delete=models.PROTECT, related_name="+")
+    # no index of its own: the (label, artifact) index of LabelLink serves label lookups
+    return models.ForeignKey(target, on_delete=models.PROTECT, related_name="+", db_index=False)
 
 
 class ArtifactCellType(LabelLink):

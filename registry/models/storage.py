@@ -19,7 +19,9 @@ class Storage(TracedRecord):
         S3 = "s3"
 
     uid = uid_field(12)
-    root = models.CharField(max_length=500, unique=True, help_text="folder path or s3://bucket[/prefix]")
+    root = models.CharField(
+        max_length=500, unique=True, help_text="folder path or s3://bucket[/prefix]"
+    )
     type = models.CharField(max_length=16, choices=Kind.choices, default=Kind.LOCAL)
     description = models.TextField(blank=True, default="")
     region = models.CharField(max_length=64, blank=True, default="")

@@ -23,7 +23,9 @@ class ULabel(TracedRecord):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(
-                fields=["name", "type"], condition=Q(type__isnull=False), name="ulabel_unique_in_type"
+                fields=["name", "type"],
+                condition=Q(type__isnull=False),
+                name="ulabel_unique_in_type",
             ),
             models.UniqueConstraint(
                 fields=["name"], condition=Q(type__isnull=True), name="ulabel_unique_untyped"

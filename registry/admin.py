@@ -1,0 +1,178 @@
+"""The Django admin: the registry's web interface (``python manage.py runserver`` -> ``/admin/``).
+
+Every registry can be browsed, searched and filtered; foreign keys use autocomplete (or raw ids
+where the related table is large). An artifact's labels are edited inline, one table per label
+registry, with the feature and cell counts of each link. On a read-only instance (a public
+mirror) the admin only shows: adding, changing and deleting are refused before any write.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db import connections, models
+from django.http import HttpRequest
+
+from registry.describe import format_size
+from registry.models import (
+    Artifact,
+    Collection,
+    CollectionArtifact,
+    Feature,
+    Run,
+    Storage,
+    Transform,
+    ULabel,
+    User,
+)
+
+admin.site.site_header = "cellregistry"
+admin.site.site_title = "cellregistry admin"
+admin.site.index_title = "Registries"
+
+PROVENANCE_FIELDS = ("uid", "created_at")
+
+
+def instance_is_read_only(alias: str = "default") -> bool:
+    """Whether the instance behind a database alias is read-only (the admin uses ``default``)."""
+    return bool(connections[alias].settings_dict.get("READ_ONLY"))
+
+
+class ReadOnlyInstanceMixin:
+    """Refuse add, change and delete in the admin when the instance is read-only."""
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return not instance_is_read_only() and super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return not instance_is_read_only() and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return not instance_is_read_only() and super().has_delete_permission(request, obj)
+
+
+class RegistryAdmin(ReadOnlyInstanceMixin, admin.ModelAdmin):
+    """Base admin of every registry: provenance fields shown, not edited."""
+
+    list_per_page = 50
+    readonly_fields = PROVENANCE_FIELDS
+    raw_id_fields: tuple[str, ...] = ("run",)
+    autocomplete_fields: tuple[str, ...] = ("created_by",)
+
+
+def label_inline(field: models.ManyToManyField) -> type[admin.TabularInline]:
+    """An inline for one label relation of Artifact (``cell_types`` -> ArtifactCellType)."""
+    attributes = {
+        "model": field.remote_field.through,
+        "fk_name": "artifact",
+        "fields": ("label", "feature", "n_cells", "n_primary_cells"),
+        "autocomplete_fields": ("label", "feature"),
+        "extra": 0,
+        "verbose_name": field.related_model._meta.verbose_name,
+        "verbose_name_plural": field.name.replace("_", " "),
+    }
+    name = f"{field.remote_field.through.__name__}Inline"
+    return type(name, (ReadOnlyInstanceMixin, admin.TabularInline), attributes)
+
+
+class ArtifactCollectionInline(ReadOnlyInstanceMixin, admin.TabularInline):
+    """The collections an artifact belongs to."""
+
+    model = CollectionArtifact
+    fk_name = "artifact"
+    fields = ("collection", "order")
+    raw_id_fields = ("collection",)
+    extra = 0
+    verbose_name_plural = "collections"
+
+
+class CollectionMemberInline(ReadOnlyInstanceMixin, admin.TabularInline):
+    """The ordered artifacts of a collection (raw ids: a release has thousands)."""
+
+    model = CollectionArtifact
+    fk_name = "collection"
+    fields = ("order", "artifact")
+    raw_id_fields = ("artifact",)
+    extra = 0
+    verbose_name_plural = "artifacts"
+
+
+@admin.register(Artifact)
+class ArtifactAdmin(RegistryAdmin):
+    list_display = (
+        "key",
+        "description",
+        "suffix",
+        "otype",
+        "size_display",
+        "n_observations",
+        "version",
+        "is_latest",
+        "created_by",
+        "created_at",
+    )
+    list_filter = ("suffix", "otype", "is_latest", "storage")
+    search_fields = ("uid", "key", "description", "reference")
+    list_select_related = ("created_by",)
+    autocomplete_fields = ("storage", "created_by", "revises")
+    inlines = [*map(label_inline, Artifact.label_fields()), ArtifactCollectionInline]
+
+    @admin.display(description="size", ordering="size")
+    def size_display(self, artifact: Artifact) -> str:
+        return format_size(artifact.size)
+
+
+@admin.register(Collection)
+class CollectionAdmin(RegistryAdmin):
+    list_display = ("key", "version", "is_latest", "description", "reference", "created_at")
+    list_filter = ("is_latest", "reference_type")
+    search_fields = ("uid", "key", "description", "reference", "doi")
+    autocomplete_fields = ("created_by", "revises")
+    inlines = [CollectionMemberInline]
+
+
+@admin.register(Storage)
+class StorageAdmin(RegistryAdmin):
+    list_display = ("root", "type", "region", "endpoint_url", "anonymous", "created_at")
+    list_filter = ("type", "anonymous")
+    search_fields = ("uid", "root", "description")
+
+
+@admin.register(User)
+class UserAdmin(ReadOnlyInstanceMixin, admin.ModelAdmin):
+    list_display = ("handle", "name", "uid", "created_at")
+    search_fields = ("uid", "handle", "name")
+    readonly_fields = PROVENANCE_FIELDS
+
+
+@admin.register(Feature)
+class FeatureAdmin(RegistryAdmin):
+    list_display = ("name", "dtype", "description", "created_at")
+    list_filter = ("dtype",)
+    search_fields = ("uid", "name", "dtype", "description")
+
+
+@admin.register(ULabel)
+class ULabelAdmin(RegistryAdmin):
+    list_display = ("name", "type", "is_type", "description", "created_at")
+    list_filter = ("is_type", ("type", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("uid", "name", "description")
+    list_select_related = ("type",)
+    autocomplete_fields = ("type", "created_by")
+
+
+@admin.register(Transform)
+class TransformAdmin(RegistryAdmin):
+    list_display = ("key", "version", "type", "description", "created_at")
+    list_filter = ("type",)
+    search_fields = ("uid", "key", "description")
+
+
+@admin.register(Run)
+class RunAdmin(RegistryAdmin):
+    list_display = ("uid", "transform", "status", "started_at", "finished_at", "created_by")
+    list_filter = ("status", "transform")
+    search_fields = ("uid", "transform__key")
+    list_select_related = ("transform", "created_by")
+    autocomplete_fields = ("transform", "created_by")

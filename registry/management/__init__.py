@@ -1,0 +1,1 @@
+"""Management commands of the registry app (``python manage.py <command>``)."""
