@@ -23,7 +23,13 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "registry.settings")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(argv)
+    from registry.errors import RegistryError
+
+    try:
+        execute_from_command_line(argv)
+    except RegistryError as exc:  # a user error (unknown instance, ...): the message says it all
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

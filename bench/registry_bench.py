@@ -331,6 +331,17 @@ def bench_backend(db: ln.DB, args: argparse.Namespace) -> dict[str, Any]:
     experimental_factors = db.bionty.ExperimentalFactor.lookup()
     census = db.Collection.get(key="cellxgene-census", version="2025-01-30")
     kidney_artifact = db.Artifact.get(description="Mature kidney dataset: immune")
+    # lookups read a record when its name is first used; do that here, not in a timed run
+    for lookup, name in [
+        (users, "sunnyosun"),
+        (organisms, "human"),
+        (cell_types, "dendritic_cell"),
+        (cell_types, "neutrophil"),
+        (tissues, "kidney"),
+        (suspension_types, "cell"),
+        (experimental_factors, "ln_10x_3_v2"),
+    ]:
+        getattr(lookup, name)
 
     def seed_query() -> Any:
         return (
@@ -375,12 +386,6 @@ def bench_backend(db: ln.DB, args: argparse.Namespace) -> dict[str, Any]:
         scales[key] = 1000
         statements[key], _ = count_statements(alias, query)
 
-    for key in args.profile:
-        if key in creates:
-            profile(key, creates[key][0], 1, reset)
-        else:
-            profile(key, queries[key], args.repeats, None)
-
     seed_frame = timings["seed_query_ms"].result
     got = {
         "seed_query": len(seed_frame),
@@ -414,6 +419,12 @@ def bench_backend(db: ln.DB, args: argparse.Namespace) -> dict[str, Any]:
             "stats": stats,
         }
     )
+    # profiles last: profiling the creates empties the artifact table the queries need
+    for key in sorted(args.profile, key=lambda k: (k in creates, k == "create_bulk_s")):
+        if key in creates:
+            profile(key, creates[key][0], 1, reset)
+        else:
+            profile(key, queries[key], args.repeats, None)
     return entry
 
 

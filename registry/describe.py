@@ -1,85 +1,14 @@
-"""Readable views of an artifact: ``artifact.describe()`` and ``artifact.features``.
-
-All labels of an artifact are fetched in one UNION ALL query over the link tables, so
-describing an artifact costs a handful of queries however many registries there are.
-"""
+"""``artifact.describe()``: a readable tree of an artifact's fields, labels, collections and
+provenance, in four queries however many label registries there are."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from django.db.models import CharField, Value
+from registry.labels import group_by_feature, linked_labels, shorten
 
 if TYPE_CHECKING:
     from registry.models import Artifact
-
-
-@dataclass(frozen=True)
-class LinkedLabel:
-    """One label linked to an artifact."""
-
-    relation: str  # Artifact field, e.g. "cell_types"
-    registry: str  # registry class name, e.g. "CellType"
-    feature: str | None
-    name: str
-    n_cells: int | None
-
-
-def linked_labels(artifact: Artifact) -> list[LinkedLabel]:
-    """Every label of the artifact, across all label registries, in one query."""
-    queries = []
-    registries = {}
-    for field in type(artifact).label_fields():
-        through = field.remote_field.through
-        registries[field.name] = field.related_model.__name__
-        queries.append(
-            through.objects.using(artifact._state.db)
-            .filter(artifact_id=artifact.pk)
-            .annotate(relation=Value(field.name, output_field=CharField()))
-            .values_list("relation", "feature__name", "label__name", "n_cells")
-            .order_by()
-        )
-    if not queries:
-        return []
-    rows = queries[0].union(*queries[1:], all=True)
-    return [
-        LinkedLabel(relation, registries[relation], feature, name, n_cells)
-        for relation, feature, name, n_cells in rows
-    ]
-
-
-def _group_by_feature(labels: list[LinkedLabel]) -> dict[str, list[LinkedLabel]]:
-    grouped: dict[str, list[LinkedLabel]] = defaultdict(list)
-    for label in labels:
-        grouped[label.feature or label.relation].append(label)
-    for items in grouped.values():
-        items.sort(key=lambda item: (-(item.n_cells or 0), item.name))
-    return dict(sorted(grouped.items()))
-
-
-class ArtifactFeatures:
-    """``artifact.features``: the artifact's labels by feature (obs column)."""
-
-    def __init__(self, artifact: Artifact) -> None:
-        self._artifact = artifact
-
-    def get_values(self) -> dict[str, list[str]]:
-        """Feature name -> label names, most cells first (a list even for a single value)."""
-        grouped = _group_by_feature(linked_labels(self._artifact))
-        return {feature: [label.name for label in items] for feature, items in grouped.items()}
-
-    def __repr__(self) -> str:
-        lines = [f"Features of {self._artifact.key}:"]
-        for feature, names in self.get_values().items():
-            lines.append(f"  {feature}: {_shorten(names)}")
-        return "\n".join(lines)
-
-
-def _shorten(names: list[str], limit: int = 6) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def format_size(size: int | None) -> str:
@@ -125,12 +54,12 @@ def describe_artifact(artifact: Artifact) -> str:
     if record.reference:
         general.append(f"reference: {record.reference} ({record.reference_type or 'id'})")
     labels = []
-    for feature, items in _group_by_feature(linked_labels(record)).items():
+    for feature, items in group_by_feature(linked_labels(record)).items():
         names = [
             f"{item.name} ({item.n_cells:,} cells)" if item.n_cells is not None else item.name
             for item in items
         ]
-        labels.append(f"{feature} ({len(items)}) · {items[0].registry}: {_shorten(names)}")
+        labels.append(f"{feature} ({len(items)}) · {items[0].registry}: {shorten(names)}")
     collections = [
         f"{key} ({version})" if version else key
         for key, version in record.collections.order_by("key", "version").values_list(

@@ -254,17 +254,26 @@ def write_per_record(
     vocab: Vocabulary,
     using: str = "default",
     progress: Callable[[], None] | None = None,
+    via: str = "features",
 ) -> list:
-    """Register and link each artifact the idiomatic way: ``save()``, then ``.add()`` per label
-    relation."""
+    """Register and link each artifact the idiomatic way, one at a time.
+
+    ``via="features"``: ``artifact.save()`` then ``artifact.features.add_values({...})`` (one
+    transaction for all labels). ``via="m2m"``: ``artifact.save()`` then Django's
+    ``artifact.cell_types.add(..., through_defaults=...)`` per relation.
+    """
     artifacts = []
     for index, spec in enumerate(plan.artifacts):
         artifact = _artifact(spec, vocab, index)
         artifact.save(using=using)
-        for relation, feature, records in _label_sets(spec, vocab):
-            getattr(artifact, relation).add(
-                *records, through_defaults={"feature": vocab.features[feature]}
-            )
+        label_sets = _label_sets(spec, vocab)
+        if via == "features":
+            artifact.features.add_values({feature: records for _, feature, records in label_sets})
+        else:
+            for relation, feature, records in label_sets:
+                getattr(artifact, relation).add(
+                    *records, through_defaults={"feature": vocab.features[feature]}
+                )
         artifacts.append(artifact)
         if progress:
             progress()

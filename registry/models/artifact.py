@@ -7,7 +7,8 @@ from typing import ClassVar
 
 from django.db import models
 
-from registry.describe import ArtifactFeatures, describe_artifact
+from registry.describe import describe_artifact
+from registry.labels import ArtifactFeatures, ArtifactLabels
 from registry.models.base import VersionedRecord, uid_field
 
 
@@ -93,8 +94,13 @@ class Artifact(VersionedRecord):
         return Path(root) / self.key
 
     @property
+    def labels(self) -> ArtifactLabels:
+        """Link labels of any registry: ``artifact.labels.add(records, feature=...)``."""
+        return ArtifactLabels(self)
+
+    @property
     def features(self) -> ArtifactFeatures:
-        """The artifact's labels grouped by feature; ``.get_values()`` gives a dict."""
+        """Labels by feature: ``.get_values()`` reads them, ``.add_values({...})`` links them."""
         return ArtifactFeatures(self)
 
     def describe(self, return_str: bool = False) -> str | None:

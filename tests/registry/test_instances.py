@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -253,3 +254,16 @@ def test_import_is_light_and_fast() -> None:
         assert out[1:] == [], f"import registry pulled in heavy modules: {out[1:]}"
         timings.append(float(out[0]))
     assert min(timings) < 0.5, f"import registry took {min(timings):.3f} s"
+
+
+def test_manage_py_unknown_instance(registry_home: Path) -> None:
+    manage = Path(__file__).resolve().parents[2] / "manage.py"
+    result = subprocess.run(
+        [sys.executable, str(manage), "--instance", "nope", "check"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CELLREGISTRY_HOME": str(registry_home)},
+    )
+    assert result.returncode == 2
+    assert "error: Unknown instance 'nope'. Known instances: default" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -214,3 +214,61 @@ def test_registries_reachable_from_public_api() -> None:
         "Source",
     ):
         assert getattr(db.ontologies, name).model.__name__ == name
+
+
+class TestLinkingLabels:
+    @pytest.fixture
+    def artifact(self) -> Artifact:
+        return Artifact.objects.create(key="curate/x.h5ad", storage=Storage.objects.first())
+
+    def test_add_values_by_name_and_record(self, artifact: Artifact) -> None:
+        lung = Tissue.objects.get(name="lung")
+        artifact.features.add_values(
+            {"cell_type": ["B cell", "T cell"], "tissue": lung, "suspension_type": "nucleus"}
+        )
+        assert artifact.features.get_values() == {
+            "cell_type": ["B cell", "T cell"],
+            "suspension_type": ["nucleus"],
+            "tissue": ["lung"],
+        }
+        link = ArtifactCellType.objects.get(artifact=artifact, label__name="B cell")
+        assert link.feature.name == "cell_type"
+
+    def test_adding_twice_keeps_one_link(self, artifact: Artifact) -> None:
+        artifact.features.add_values({"cell_type": ["B cell"]})
+        artifact.features.add_values({"cell_type": ["B cell"]})
+        artifact.labels.add(CellType.objects.get(name="B cell"))  # no feature: a separate link
+        artifact.labels.add(CellType.objects.get(name="B cell"))
+        assert ArtifactCellType.objects.filter(artifact=artifact).count() == 2
+
+    def test_labels_add_with_counts_and_get(self, artifact: Artifact) -> None:
+        b_cell, lung = CellType.objects.get(name="B cell"), Tissue.objects.get(name="lung")
+        artifact.labels.add([b_cell, lung], n_cells={b_cell.pk: 10, lung.pk: 12})
+        assert list(artifact.labels.get("CellType")) == [b_cell]
+        assert list(artifact.labels.get(Tissue)) == [lung]
+        assert ArtifactCellType.objects.get(artifact=artifact).n_cells == 10
+
+    def test_unknown_feature(self, artifact: Artifact) -> None:
+        with pytest.raises(LookupError, match="Unknown feature\\(s\\) 'celltype'"):
+            artifact.features.add_values({"celltype": ["B cell"]})
+
+    def test_unknown_value_writes_nothing(self, artifact: Artifact) -> None:
+        with pytest.raises(
+            LookupError, match="Unknown CellType value\\(s\\) for feature 'cell_type': 'B-cell'"
+        ):
+            artifact.features.add_values({"tissue": ["lung"], "cell_type": ["B cell", "B-cell"]})
+        assert artifact.features.get_values() == {}
+
+    def test_ulabel_values_respect_their_type(self, artifact: Artifact) -> None:
+        other = ULabel.objects.create(name="OtherType", is_type=True)
+        ULabel.objects.create(name="droplet", type=other)
+        with pytest.raises(LookupError, match="'droplet'"):
+            artifact.features.add_values({"suspension_type": ["droplet"]})
+
+    def test_non_label_record(self, artifact: Artifact) -> None:
+        with pytest.raises(TypeError, match="Cannot link Storage"):
+            artifact.labels.add(Storage.objects.first())
+
+    def test_unknown_registry_in_get(self, artifact: Artifact) -> None:
+        with pytest.raises(LookupError, match="No label registry 'Cell'"):
+            artifact.labels.get("Cell")

@@ -14,6 +14,7 @@ import ast
 import contextlib
 import io
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -147,6 +148,11 @@ def ensure_demo_data(db: DB, n_artifacts: int, seed: int, console: Console | Non
     return True
 
 
+def redacted(url: str) -> str:
+    """A database URL fit to print: the password (if any) replaced by ``***``."""
+    return re.sub(r"(://[^:/@]+):[^@/]+@", r"\1:***@", url)
+
+
 def run_example(code: str, namespace: dict[str, Any]) -> tuple[Any, str]:
     """Run an example like a notebook cell: the value of a final expression is the answer.
 
@@ -229,7 +235,7 @@ class Command(BaseCommand):
         how = f"built in {time.perf_counter() - started:.1f} s" if built else "reused"
         summary = (
             f"Instance {db.name!r}: {db.Artifact.count():,} artifacts, "
-            f"{db.Collection.count():,} collections ({how}; database {db.config.db})"
+            f"{db.Collection.count():,} collections ({how}; database {redacted(db.config.db)})"
         )
         console.print(summary, markup=False, soft_wrap=True)
         if not quiet:

@@ -1,0 +1,252 @@
+"""Labels of an artifact: ``artifact.labels`` (add/get by registry) and ``artifact.features``
+(values by feature, the way curation writes them).
+
+Reading: all labels of an artifact come from one UNION ALL query over the link tables.
+Writing: one INSERT per link table inside one transaction; links that exist already are kept
+(the link tables' unique constraints decide, also when ``feature`` is NULL).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.apps import apps
+from django.db import models, transaction
+from django.db.models import CharField, Value
+
+from registry.databases import check_writable
+
+if TYPE_CHECKING:
+    from registry.models import Artifact, Feature
+
+_DTYPE = re.compile(r"^cat\[(?P<registry>\w+)(\[(?P<type>[^\]]+)\])?\]$")
+
+
+@dataclass(frozen=True)
+class LinkedLabel:
+    """One label linked to an artifact."""
+
+    relation: str  # Artifact field, e.g. "cell_types"
+    registry: str  # registry class name, e.g. "CellType"
+    feature: str | None
+    name: str
+    n_cells: int | None
+
+
+def label_relations(artifact_model: type[models.Model]) -> dict[type[models.Model], Any]:
+    """Label registry -> the Artifact many-to-many field that links it."""
+    return {field.related_model: field for field in artifact_model.label_fields()}
+
+
+def linked_labels(artifact: Artifact) -> list[LinkedLabel]:
+    """Every label of the artifact, across all label registries, in one query."""
+    queries = []
+    registries = {}
+    for field in type(artifact).label_fields():
+        through = field.remote_field.through
+        registries[field.name] = field.related_model.__name__
+        queries.append(
+            through.objects.using(artifact._state.db)
+            .filter(artifact_id=artifact.pk)
+            .annotate(relation=Value(field.name, output_field=CharField()))
+            .values_list("relation", "feature__name", "label__name", "n_cells")
+            .order_by()
+        )
+    rows = queries[0].union(*queries[1:], all=True)
+    return [
+        LinkedLabel(relation, registries[relation], feature, name, n_cells)
+        for relation, feature, name, n_cells in rows
+    ]
+
+
+def group_by_feature(labels: list[LinkedLabel]) -> dict[str, list[LinkedLabel]]:
+    """Labels by feature name (the relation name where no feature is recorded), most cells
+    first."""
+    grouped: dict[str, list[LinkedLabel]] = defaultdict(list)
+    for label in labels:
+        grouped[label.feature or label.relation].append(label)
+    for items in grouped.values():
+        items.sort(key=lambda item: (-(item.n_cells or 0), item.name))
+    return dict(sorted(grouped.items()))
+
+
+def _as_list(records: Any) -> list[Any]:
+    if isinstance(records, models.Model | str):
+        return [records]
+    return list(records)
+
+
+class ArtifactLabels:
+    """``artifact.labels``: link labels of any registry, optionally under a feature."""
+
+    def __init__(self, artifact: Artifact) -> None:
+        self._artifact = artifact
+
+    def add(
+        self,
+        records: models.Model | Iterable[models.Model],
+        feature: Feature | None = None,
+        n_cells: dict[int, int] | None = None,
+        n_primary_cells: dict[int, int] | None = None,
+    ) -> None:
+        """Link label records (any mix of label registries) to the artifact.
+
+        Args:
+            records: a label record or several (CellType, Tissue, ..., ULabel).
+            feature: the feature (obs column) the labels come from.
+            n_cells: optional cell count per label ``pk``.
+            n_primary_cells: optional primary-cell count per label ``pk``.
+
+        Raises:
+            TypeError: a record is not of a label registry (the message lists them).
+        """
+        self.write_links(self.link_rows(records, feature, n_cells or {}, n_primary_cells or {}))
+
+    def link_rows(
+        self,
+        records: Any,
+        feature: Feature | None,
+        n_cells: dict[int, int],
+        n_primary_cells: dict[int, int],
+    ) -> list[models.Model]:
+        """Link rows (unsaved) for records under one feature."""
+        artifact = self._artifact
+        relations = label_relations(type(artifact))
+        rows = []
+        for record in _as_list(records):
+            field = relations.get(type(record))
+            if field is None:
+                names = ", ".join(sorted(model.__name__ for model in relations))
+                raise TypeError(
+                    f"Cannot link {type(record).__name__} {record!r} to an artifact: "
+                    f"labels come from {names}."
+                )
+            rows.append(
+                field.remote_field.through(
+                    artifact_id=artifact.pk,
+                    label_id=record.pk,
+                    feature=feature,
+                    n_cells=n_cells.get(record.pk),
+                    n_primary_cells=n_primary_cells.get(record.pk),
+                )
+            )
+        return rows
+
+    def write_links(self, rows: list[models.Model]) -> None:
+        """Insert link rows, one statement per link table, in one transaction."""
+        alias = self._artifact._state.db or "default"
+        check_writable(alias, f"link labels to Artifact {self._artifact.key!r}")
+        by_table: dict[type[models.Model], list[models.Model]] = defaultdict(list)
+        for row in rows:
+            by_table[type(row)].append(row)
+        with transaction.atomic(using=alias, savepoint=False):
+            for through, links in by_table.items():
+                through.objects.using(alias).bulk_create(links, ignore_conflicts=True)
+
+    def get(self, registry: str | type[models.Model]) -> models.QuerySet:
+        """The artifact's labels of one registry (by class or name, e.g. ``"CellType"``)."""
+        relations = label_relations(type(self._artifact))
+        name = registry if isinstance(registry, str) else registry.__name__
+        for model, field in relations.items():
+            if model.__name__ == name:
+                return getattr(self._artifact, field.name).all()
+        known = ", ".join(sorted(model.__name__ for model in relations))
+        raise LookupError(f"No label registry {name!r}; artifacts have labels from {known}.")
+
+    def __repr__(self) -> str:
+        labels = linked_labels(self._artifact)
+        return f"Labels of {self._artifact.key}: {len(labels)} links"
+
+
+def feature_registry(feature: Feature) -> tuple[type[models.Model], str | None]:
+    """The registry (and ULabel type, if any) a categorical feature's values come from.
+
+    ``cat[CellType]`` -> CellType; ``cat[ULabel[SuspensionType]]`` -> ULabel of that type.
+    """
+    match = _DTYPE.match(feature.dtype)
+    if match is None:
+        raise ValueError(
+            f"Feature {feature.name!r} has dtype {feature.dtype!r}; labels need a categorical "
+            "dtype such as 'cat[CellType]' or 'cat[ULabel[SuspensionType]]'."
+        )
+    name = match["registry"]
+    app = "registry" if name == "ULabel" else "ontologies"
+    try:
+        return apps.get_model(app, name), match["type"]
+    except LookupError:
+        raise ValueError(f"Feature {feature.name!r}: no registry {name!r}") from None
+
+
+class ArtifactFeatures:
+    """``artifact.features``: the artifact's labels by feature (obs column)."""
+
+    def __init__(self, artifact: Artifact) -> None:
+        self._artifact = artifact
+
+    def get_values(self) -> dict[str, list[str]]:
+        """Feature name -> label names, most cells first (a list even for a single value)."""
+        grouped = group_by_feature(linked_labels(self._artifact))
+        return {feature: [label.name for label in items] for feature, items in grouped.items()}
+
+    def add_values(self, values: dict[str, Any]) -> None:
+        """Link labels by feature: ``{"cell_type": [records or names], "tissue": "lung"}``.
+
+        Names are looked up in the feature's registry (``Feature.dtype``); everything is written
+        in one transaction, or nothing when a feature or name is unknown.
+
+        Raises:
+            LookupError: an unknown feature or label name; the message names it.
+        """
+        artifact = self._artifact
+        alias = artifact._state.db or "default"
+        feature_model = apps.get_model("registry", "Feature")
+        features = feature_model.objects.using(alias).in_bulk(list(values), field_name="name")
+        missing = sorted(set(values) - set(features))
+        if missing:
+            raise LookupError(
+                f"Unknown feature(s) {', '.join(map(repr, missing))} for Artifact "
+                f"{artifact.key!r}; register them first, e.g. "
+                f"Feature(name={missing[0]!r}, dtype='cat[CellType]').save()."
+            )
+        labels = ArtifactLabels(artifact)
+        rows = []
+        for name, items in values.items():
+            feature = features[name]
+            rows += labels.link_rows(self._records(feature, items), feature, {}, {})
+        labels.write_links(rows)
+
+    def _records(self, feature: Feature, values: Any) -> list[models.Model]:
+        items = _as_list(values)
+        names = [item for item in items if isinstance(item, str)]
+        records = [item for item in items if not isinstance(item, str)]
+        if not names:
+            return records
+        registry, type_name = feature_registry(feature)
+        query = registry.objects.using(self._artifact._state.db or "default").filter(name__in=names)
+        if type_name:
+            query = query.filter(type__name=type_name)
+        found = {record.name: record for record in query}
+        unknown = [name for name in names if name not in found]
+        if unknown:
+            raise LookupError(
+                f"Unknown {registry.__name__} value(s) for feature {feature.name!r}: "
+                f"{', '.join(map(repr, unknown))}. Check the spelling, or "
+                f"{registry.__name__}.search({unknown[0]!r})."
+            )
+        return records + [found[name] for name in names]
+
+    def __repr__(self) -> str:
+        lines = [f"Features of {self._artifact.key}:"]
+        for feature, names in self.get_values().items():
+            lines.append(f"  {feature}: {shorten(names)}")
+        return "\n".join(lines)
+
+
+def shorten(names: list[str], limit: int = 6) -> str:
+    """The first names, and how many there are in all."""
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
