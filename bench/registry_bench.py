@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import inspect
 import json
 import os
 import platform
@@ -28,6 +29,7 @@ import pstats
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +49,7 @@ for _variable in ("CELLREGISTRY_INSTANCE", "DATABASE_URL"):
 import django  # noqa: E402
 import psycopg  # noqa: E402
 from django.apps import apps  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.db import connections, transaction  # noqa: E402
 from psycopg import sql  # noqa: E402
 
@@ -419,6 +422,10 @@ def bench_backend(db: ln.DB, args: argparse.Namespace) -> dict[str, Any]:
             "stats": stats,
         }
     )
+    if connections[alias].vendor == "sqlite":
+        entry["targets"] = {
+            key: {"target": target, "met": entry[key] <= target} for key, target in TARGETS.items()
+        }
     # profiles last: profiling the creates empties the artifact table the queries need
     for key in sorted(args.profile, key=lambda k: (k in creates, k == "create_bulk_s")):
         if key in creates:
@@ -467,6 +474,33 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def source_state() -> dict[str, Any]:
+    """The commit of the code measured, and which files differ from it (it may be in flux)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        except OSError:
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    changed = git("status", "--porcelain", "--untracked-files=all", "--", "registry", "ontologies")
+    return {
+        "commit": (git("rev-parse", "--short", "HEAD") or "").strip() or None,
+        "uncommitted_registry_files": [line[3:] for line in (changed or "").splitlines()],
+    }
+
+
+def per_record_defaults() -> dict[str, Any]:
+    """The keyword defaults of ``write_per_record`` (e.g. which API it links labels with)."""
+    skip = {"plan", "vocab", "using", "progress"}
+    parameters = inspect.signature(synthetic.write_per_record).parameters.values()
+    return {
+        p.name: p.default for p in parameters if p.name not in skip and p.default is not p.empty
+    }
 
 
 def environment() -> dict[str, Any]:
@@ -538,13 +572,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     report: dict[str, Any] = {
         "benchmark": "cellregistry bench/registry_bench.py",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join([sys.executable, *sys.argv]),
         "workload": {
             "artifacts": args.artifacts,
             "seed": args.seed,
             "generator": "registry.synthetic",
+            "write_per_record_defaults": per_record_defaults(),
         },
-        "units": FIGURES,
+        "source": source_state(),
+        "units": {
+            **FIGURES,
+            "sql_statements": "statements sent by one run of the operation (create: all artifacts)",
+        },
         "environment": environment(),
     }
     failed = False
@@ -555,12 +594,13 @@ def main(argv: list[str] | None = None) -> int:
                 failed or "error" in report[backend] or not report[backend]["results_match_plan"]
             )
     finally:
-        connections.close_all()
+        if settings.configured:  # not yet when the only backend was unreachable
+            connections.close_all()
         if args.keep:
             log(f"kept {BENCH_HOME}")
         else:
             shutil.rmtree(BENCH_HOME, ignore_errors=True)
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2, default=str))
     return 1 if failed else 0
 
 

@@ -115,14 +115,18 @@ def init(
     db: str | None = None,
     storage: str | os.PathLike | None = None,
     read_only: bool = False,
+    make_default: bool = True,
 ) -> DB:
-    """Create (or update) an instance, migrate its database and make it the default.
+    """Create (or update) an instance, migrate its database and (by default) connect to it.
 
     Args:
         name: instance name, e.g. ``"mylab"``.
         db: database URL; default: a SQLite file under ``$CELLREGISTRY_HOME/<name>/``.
+            A relative SQLite path is recorded as an absolute one.
         storage: default storage root (local folder or ``s3://bucket/prefix``).
         read_only: mark the instance read-only (a public mirror).
+        make_default: record it as the default instance and connect to it; with ``False`` the
+            default stays as it was and a handle on the new instance is returned.
 
     Returns:
         A handle on the instance.
@@ -134,20 +138,21 @@ def init(
     if "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())
         Path(storage).mkdir(parents=True, exist_ok=True)
-    config = instances.InstanceConfig(name=name, db=db, storage=storage, read_only=read_only)
     entry = instances.parse_database_url(db)
     if entry["ENGINE"].endswith("sqlite3") and entry["NAME"] != ":memory:":
+        db = f"sqlite:///{entry['NAME']}"  # absolute: later processes may run elsewhere
         Path(entry["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     elif entry["ENGINE"].endswith("postgresql"):
         _create_postgres_database(entry)
-    instances.save_instance(config, make_default=True)
+    config = instances.InstanceConfig(name=name, db=db, storage=storage, read_only=read_only)
+    instances.save_instance(config, make_default=make_default)
     writable = instances.InstanceConfig(name=name, db=db, storage=storage, read_only=False)
     alias = alias_for(writable)
     _register_alias(alias, writable)  # the URL may have changed since the alias was made
     ensure_reachable(alias)
     migrate(alias)
     _register_alias(alias, config)  # now apply the read-only flag
-    return connect(name)
+    return connect(name) if make_default else DB(name)
 
 
 def connect(name: str) -> DB:

@@ -1,6 +1,17 @@
-"""Ontology registries."""
+"""Ontology registries, their sources and their closure tables."""
 
 from ontologies.models.base import OntologyRecord, Source
+from ontologies.models.closure import (
+    AssayClosure,
+    CellTypeClosure,
+    DevelopmentalStageClosure,
+    DiseaseClosure,
+    EthnicityClosure,
+    OntologyClosure,
+    OrganismClosure,
+    PhenotypeClosure,
+    TissueClosure,
+)
 from ontologies.models.terms import (
     Assay,
     CellType,
@@ -13,16 +24,38 @@ from ontologies.models.terms import (
     Tissue,
 )
 
+#: the registries with a parent hierarchy, in the order the guide import fills them
+HIERARCHY_REGISTRIES = (
+    CellType,
+    Tissue,
+    Disease,
+    Assay,
+    Organism,
+    DevelopmentalStage,
+    Ethnicity,
+    Phenotype,
+)
+
 __all__ = [
+    "HIERARCHY_REGISTRIES",
     "Assay",
+    "AssayClosure",
     "CellType",
+    "CellTypeClosure",
     "DevelopmentalStage",
+    "DevelopmentalStageClosure",
     "Disease",
+    "DiseaseClosure",
     "Ethnicity",
+    "EthnicityClosure",
     "Gene",
+    "OntologyClosure",
     "OntologyRecord",
     "Organism",
+    "OrganismClosure",
     "Phenotype",
+    "PhenotypeClosure",
     "Source",
     "Tissue",
+    "TissueClosure",
 ]

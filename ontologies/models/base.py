@@ -1,15 +1,34 @@
-"""What every ontology registry shares: id, name, synonyms, deprecation, parents, source."""
+"""What every ontology registry shares: id, name, synonyms, deprecation, parents, source.
+
+Terms are queried through :class:`ontologies.query.OntologyQuerySet`, which adds
+``standardize``/``validate``/``inspect`` and ``descendants``/``ancestors`` to the registry query
+surface; the same names work on the class (``CellType.standardize([...])``) and, for the
+hierarchy, on a term (``t_cell.descendants(include_self=True)``).
+"""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.db import models
 
+from ontologies.errors import OntologyIdPrefixError
+from ontologies.query import OntologyManager
 from registry.models.base import TracedRecord, hashed_uid, uid_field
+
+if TYPE_CHECKING:
+    from ontologies.query import OntologyQuerySet
+    from ontologies.standardize import InspectResult
 
 ONTOLOGY_UID_LENGTH = 10
 SYNONYM_SEPARATOR = "|"
+
+
+def id_prefix(ontology_id: str) -> str:
+    """The prefix of a CURIE: ``CL`` for ``CL:0000084`` (empty if there is no ``:``)."""
+    prefix, sep, _ = ontology_id.partition(":")
+    return prefix if sep else ""
 
 
 class Source(TracedRecord):
@@ -35,12 +54,36 @@ class Source(TracedRecord):
         return f"{self.entity}: {self.name} {self.version}"
 
 
-class OntologyRecord(TracedRecord):
+class CurationMixin:
+    """Class-level ``standardize``/``validate``/``inspect`` of a registry (``CellType.inspect``),
+    delegating to its manager; see :class:`ontologies.query.TermQuerySet`."""
+
+    @classmethod
+    def standardize(cls, values: Iterable[Any], **kwargs: Any) -> list[Any]:
+        """See :meth:`ontologies.query.TermQuerySet.standardize`."""
+        return cls.objects.standardize(values, **kwargs)  # type: ignore[attr-defined]
+
+    @classmethod
+    def validate(cls, values: Iterable[Any], **kwargs: Any) -> Any:
+        """See :meth:`ontologies.query.TermQuerySet.validate`."""
+        return cls.objects.validate(values, **kwargs)  # type: ignore[attr-defined]
+
+    @classmethod
+    def inspect(cls, values: Iterable[Any], **kwargs: Any) -> InspectResult:
+        """See :meth:`ontologies.query.TermQuerySet.inspect`."""
+        return cls.objects.inspect(values, **kwargs)  # type: ignore[attr-defined]
+
+
+class OntologyRecord(CurationMixin, TracedRecord):
     """Abstract ontology term. ``uid`` derives from the registry and ontology id, so a term has
     the same uid in every instance (transfers match on it)."""
 
     #: the ontology id prefixes this registry accepts, e.g. ("CL",)
     ontology_prefixes: ClassVar[tuple[str, ...]] = ()
+    #: the field holding the term's identifier (``standardize`` also matches on it)
+    id_field: ClassVar[str] = "ontology_id"
+
+    objects = OntologyManager()
 
     uid = uid_field(ONTOLOGY_UID_LENGTH)
     ontology_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
@@ -70,7 +113,57 @@ class OntologyRecord(TracedRecord):
         """The uid a term of this registry gets in every instance."""
         return hashed_uid(f"{cls.__name__}:{ontology_id}", ONTOLOGY_UID_LENGTH)
 
+    @classmethod
+    def check_ontology_ids(cls, ontology_ids: Iterable[str], origin: str = "") -> None:
+        """Refuse ontology ids whose prefix this registry does not accept.
+
+        Args:
+            ontology_ids: the ids to check.
+            origin: where they come from (a file, an ontology release), for the message.
+
+        Raises:
+            OntologyIdPrefixError: naming the registry, the ids and the accepted prefixes.
+        """
+        accepted = set(cls.ontology_prefixes)
+        wrong = [i for i in ontology_ids if id_prefix(i) not in accepted]
+        if not wrong:
+            return
+        shown = ", ".join(repr(i) for i in wrong[:5]) + (", ..." if len(wrong) > 5 else "")
+        where = f" (from {origin})" if origin else ""
+        raise OntologyIdPrefixError(
+            f"{len(wrong)} ontology id(s){where} do not belong in {cls.__name__}: {shown}. "
+            f"{cls.__name__} accepts ids with the prefixes {', '.join(cls.ontology_prefixes)} "
+            f"(PREFIX:LOCAL). Choose the registry of that ontology, or correct the ids."
+        )
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save, refusing an ontology id of another ontology (e.g. an UBERON id in CellType)."""
+        if self.ontology_id:
+            self.check_ontology_ids([self.ontology_id])
+        super().save(*args, **kwargs)
+
     @property
     def synonym_list(self) -> list[str]:
         """The synonyms as a list."""
         return [s for s in self.synonyms.split(SYNONYM_SEPARATOR) if s]
+
+    # --- hierarchy of one term ------------------------------------------------------------
+    def _single(self) -> OntologyQuerySet:
+        return type(self).objects.db_manager(self._state.db or "default").filter(pk=self.pk)
+
+    def descendants(self, include_self: bool = False, method: str | None = None) -> Any:
+        """All terms below this one (children, their children, ...), computed in SQL.
+
+        The result is a queryset, so it can be refined (``.filter(...)``) or used inside another
+        filter: ``Artifact.filter(cell_types__in=t_cell.descendants(include_self=True))``.
+
+        Args:
+            include_self: include this term.
+            method: ``"closure"`` (closure table) or ``"cte"`` (recursive query); default: the
+                faster one, see :mod:`ontologies.hierarchy`.
+        """
+        return self._single().descendants(include_self=include_self, method=method)
+
+    def ancestors(self, include_self: bool = False, method: str | None = None) -> Any:
+        """All terms above this one (parents, their parents, ...); see :meth:`descendants`."""
+        return self._single().ancestors(include_self=include_self, method=method)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.db import models
 
-from ontologies.models.base import OntologyRecord, Source
-from registry.models.base import TracedRecord, uid_field
+from ontologies.models.base import CurationMixin, OntologyRecord, Source
+from ontologies.query import TermManager
+from registry.models.base import TracedRecord, hashed_uid, uid_field
+
+GENE_UID_LENGTH = 12
 
 
 class CellType(OntologyRecord):
@@ -49,9 +52,9 @@ class DevelopmentalStage(OntologyRecord):
 
 
 class Ethnicity(OntologyRecord):
-    """HANCESTRO terms: ``self_reported_ethnicity``."""
+    """HANCESTRO terms (and the AfPO terms HANCESTRO imports): ``self_reported_ethnicity``."""
 
-    ontology_prefixes: ClassVar[tuple[str, ...]] = ("HANCESTRO",)
+    ontology_prefixes: ClassVar[tuple[str, ...]] = ("HANCESTRO", "AfPO")
 
 
 class Phenotype(OntologyRecord):
@@ -60,17 +63,21 @@ class Phenotype(OntologyRecord):
     ontology_prefixes: ClassVar[tuple[str, ...]] = ("PATO", "HP")
 
 
-class Gene(TracedRecord):
-    """GENCODE / Ensembl genes."""
+class Gene(CurationMixin, TracedRecord):
+    """GENCODE / Ensembl genes. ``uid`` derives from the Ensembl id, as for ontology terms."""
 
     name_field: ClassVar[str] = "symbol"
+    id_field: ClassVar[str] = "ensembl_gene_id"
 
-    uid = uid_field(12)
+    objects = TermManager()
+
+    uid = uid_field(GENE_UID_LENGTH)
     ensembl_gene_id = models.CharField(max_length=64, unique=True)
     symbol = models.CharField(max_length=255, db_index=True, blank=True, default="")
     biotype = models.CharField(max_length=64, blank=True, default="")
     description = models.TextField(blank=True, default="")
     synonyms = models.TextField(blank=True, default="", help_text="'|'-separated")
+    is_deprecated = models.BooleanField(default=False, db_index=True)
     organism = models.ForeignKey(
         Organism, on_delete=models.PROTECT, related_name="genes", null=True, blank=True
     )
@@ -80,3 +87,13 @@ class Gene(TracedRecord):
 
     class Meta:
         ordering = ["symbol"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if not args and "uid" not in kwargs and kwargs.get("ensembl_gene_id"):
+            kwargs["uid"] = self.uid_for(kwargs["ensembl_gene_id"])
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def uid_for(cls, ensembl_gene_id: str) -> str:
+        """The uid a gene gets in every instance."""
+        return hashed_uid(f"Gene:{ensembl_gene_id}", GENE_UID_LENGTH)

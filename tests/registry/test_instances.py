@@ -267,3 +267,20 @@ def test_manage_py_unknown_instance(registry_home: Path) -> None:
     assert result.returncode == 2
     assert "error: Unknown instance 'nope'. Known instances: default" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_relative_sqlite_path_is_recorded_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ln.init("rel", db="sqlite:///rel.sqlite3")
+    assert instances.get_instance("rel").db == f"sqlite:///{tmp_path / 'rel.sqlite3'}"
+
+
+def test_init_without_changing_the_default(tmp_path: Path) -> None:
+    ln.init("main", db=_sqlite(tmp_path, "main"))
+    side = ln.init("side", db=_sqlite(tmp_path, "side"), make_default=False)
+    assert side.ULabel.count() == 0
+    assert instances.default_instance().name == "main"
+    ln.ULabel(name="in main").save()
+    assert not side.ULabel.filter(name="in main").exists()

@@ -1,0 +1,318 @@
+"""Ancestors and descendants of ontology terms, answered by the database.
+
+Two ways, both one SQL subquery usable inside any filter:
+
+- ``closure``: the registry's closure table (:mod:`ontologies.models.closure`) holds every
+  (ancestor, descendant) pair, so the answer is one range scan of an index. The table is written
+  by the importers (:func:`rebuild_closure`) and kept current when parents are added or removed
+  through the ORM (:func:`connect_signals`).
+- ``cte``: a recursive common table expression walks the ``parents`` link table; nothing to
+  maintain, but one index lookup per level and term.
+
+``bench/ontology_bench.py`` measures both; :data:`DEFAULT_METHOD` is the faster one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections, models
+from django.db.models.expressions import RawSQL
+from django.db.models.signals import m2m_changed
+
+from ontologies.errors import HierarchyCycleError
+
+CLOSURE = "closure"
+CTE = "cte"
+METHODS = (CLOSURE, CTE)
+#: the method ``descendants()``/``ancestors()`` use unless told otherwise (see bench/RESULTS.md)
+DEFAULT_METHOD = CLOSURE
+#: rows per INSERT batch when a closure table is written on SQLite
+INSERT_BATCH = 50_000
+
+#: child id -> {ancestor id: depth}
+Closure = dict[int, dict[int, int]]
+
+
+@dataclass(frozen=True)
+class ParentLinks:
+    """The ``parents`` link table of a registry: table and the child/parent columns."""
+
+    through: type[models.Model]
+    table: str
+    child: str
+    parent: str
+
+
+def parent_links(model: type[models.Model]) -> ParentLinks:
+    """Where the parent links of ``model`` are stored."""
+    field = model._meta.get_field("parents")
+    through = field.remote_field.through
+    return ParentLinks(
+        through, through._meta.db_table, field.m2m_column_name(), field.m2m_reverse_name()
+    )
+
+
+def closure_model(model: type[models.Model]) -> type[models.Model]:
+    """The closure table of a registry (``CellType`` -> ``CellTypeClosure``)."""
+    return model._meta.apps.get_model(model._meta.app_label, f"{model.__name__}Closure")
+
+
+def has_hierarchy(model: type[models.Model]) -> bool:
+    """Whether ``model`` is a registry with parents (and hence a closure table)."""
+    return any(f.name == "parents" for f in model._meta.get_fields())
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries
+# ---------------------------------------------------------------------------------------------
+def related_ids_sql(
+    model: type[models.Model],
+    using: str,
+    seeds: tuple[str, list[Any]],
+    direction: str,
+    include_self: bool = False,
+    method: str | None = None,
+) -> tuple[str, list[Any]]:
+    """SQL selecting the ids of the descendants (or ancestors) of the seed terms.
+
+    Args:
+        model: the registry.
+        using: database alias (for quoting).
+        seeds: a SELECT of term ids and its parameters.
+        direction: ``"descendants"`` or ``"ancestors"``.
+        include_self: add the seed terms themselves.
+        method: ``"closure"`` or ``"cte"``; default :data:`DEFAULT_METHOD`.
+    """
+    method = method or DEFAULT_METHOD
+    if method not in METHODS:
+        raise ValueError(f"Unknown hierarchy method {method!r}; use one of {', '.join(METHODS)}.")
+    if direction not in ("descendants", "ancestors"):
+        raise ValueError(f"direction must be 'descendants' or 'ancestors', not {direction!r}")
+    quote = connections[using].ops.quote_name
+    seed_sql, seed_params = seeds
+    down = direction == "descendants"
+    if method == CLOSURE:
+        table = closure_model(model)
+        ancestor = quote(table._meta.get_field("ancestor").column)
+        descendant = quote(table._meta.get_field("descendant").column)
+        source, target = (ancestor, descendant) if down else (descendant, ancestor)
+        sql = (
+            f"SELECT {target} FROM {quote(table._meta.db_table)} WHERE {source} IN ({seed_sql})"
+        )
+    else:
+        links = parent_links(model)
+        child, parent = quote(links.child), quote(links.parent)
+        source, target = (parent, child) if down else (child, parent)
+        table = quote(links.table)
+        sql = (
+            f"WITH RECURSIVE related_terms(term_id) AS ("
+            f"SELECT {target} FROM {table} WHERE {source} IN ({seed_sql}) "
+            f"UNION SELECT l.{target} FROM {table} l "
+            f"JOIN related_terms r ON l.{source} = r.term_id"
+            f") SELECT term_id FROM related_terms"
+        )
+    params = list(seed_params)
+    if include_self:
+        sql = f"{sql} UNION SELECT * FROM ({seed_sql}) seeds"
+        params += list(seed_params)
+    return sql, params
+
+
+def related(
+    queryset: models.QuerySet,
+    direction: str,
+    include_self: bool = False,
+    method: str | None = None,
+) -> models.QuerySet:
+    """All terms related to the terms of ``queryset``, as a queryset of the same registry.
+
+    The terms are selected by one subquery (``id IN (...)``), so the result can be filtered
+    further and used inside other filters.
+    """
+    model = queryset.model
+    if not has_hierarchy(model):
+        raise TypeError(
+            f"{model.__name__} has no hierarchy (no parents): {direction}() works on the "
+            f"ontology registries only."
+        )
+    using = queryset.db
+    seed_query = queryset.order_by().values("pk").query
+    seeds = seed_query.get_compiler(using=using).as_sql()
+    sql, params = related_ids_sql(model, using, seeds, direction, include_self, method)
+    return model.objects.db_manager(using).filter(pk__in=RawSQL(sql, params))
+
+
+# ---------------------------------------------------------------------------------------------
+# The closure table: computed from the parent links, written in bulk
+# ---------------------------------------------------------------------------------------------
+def compute_closure(edges: Iterable[tuple[int, int]]) -> Closure:
+    """Every ancestor of every term, with the length of the shortest path to it.
+
+    Args:
+        edges: (child id, parent id) pairs.
+
+    Returns:
+        child id -> {ancestor id: depth}; terms without parents are left out.
+
+    Raises:
+        HierarchyCycleError: the links contain a cycle (a term would be its own ancestor).
+    """
+    parents: dict[int, list[int]] = defaultdict(list)
+    for child, parent in edges:
+        parents[child].append(parent)
+    done: Closure = {}
+    for start in list(parents):
+        if start in done:
+            continue
+        stack = [(start, iter(parents[start]))]
+        on_path = {start}
+        while stack:
+            node, pending = stack[-1]
+            for parent in pending:
+                if parent in on_path:
+                    path = [n for n, _ in stack]
+                    cycle = path[path.index(parent) :] + [parent]
+                    raise HierarchyCycleError(
+                        f"The parent links contain a cycle (term ids {' -> '.join(map(str, cycle))}"
+                        "): a term cannot be its own ancestor. Remove one of these links."
+                    )
+                if parent in parents and parent not in done:
+                    stack.append((parent, iter(parents[parent])))
+                    on_path.add(parent)
+                    break
+            else:
+                stack.pop()
+                on_path.discard(node)
+                done[node] = _merge_ancestors(parents[node], done)
+    return done
+
+
+def _merge_ancestors(direct: list[int], done: Closure) -> dict[int, int]:
+    ancestors = dict.fromkeys(direct, 1)
+    for parent in direct:
+        for ancestor, depth in done.get(parent, {}).items():
+            if ancestors.get(ancestor, depth + 2) > depth + 1:
+                ancestors[ancestor] = depth + 1
+    return ancestors
+
+
+def read_edges(model: type[models.Model], using: str) -> list[tuple[int, int]]:
+    """All (child id, parent id) links of a registry."""
+    links = parent_links(model)
+    return list(
+        links.through.objects.using(using).values_list(links.child, links.parent).order_by()
+    )
+
+
+def rebuild_closure(
+    model: type[models.Model], using: str, edges: Iterable[tuple[int, int]] | None = None
+) -> int:
+    """Recompute the closure table of a registry from its parent links and replace it.
+
+    Args:
+        model: the registry.
+        using: database alias.
+        edges: the current links if the caller has them (saves reading them).
+
+    Returns:
+        The number of closure rows written.
+    """
+    closure = compute_closure(read_edges(model, using) if edges is None else edges)
+    return write_closure(model, using, closure)
+
+
+def write_closure(model: type[models.Model], using: str, closure: Closure) -> int:
+    """Replace the closure table of a registry (COPY on PostgreSQL, batched INSERT on SQLite)."""
+    table = closure_model(model)
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    name = quote(table._meta.db_table)
+    columns = ", ".join(
+        quote(table._meta.get_field(f).column) for f in ("ancestor", "descendant", "depth")
+    )
+    rows = [(a, d, depth) for d, ancestors in closure.items() for a, depth in ancestors.items()]
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {name}")
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(f"COPY {name} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            insert = f"INSERT INTO {name} ({columns}) VALUES (%s, %s, %s)"
+            for start in range(0, len(rows), INSERT_BATCH):
+                cursor.executemany(insert, rows[start : start + INSERT_BATCH])
+    return len(rows)
+
+
+def closure_size(model: type[models.Model], using: str) -> int:
+    """The number of rows in the closure table of a registry."""
+    return closure_model(model).objects.using(using).count()
+
+
+# ---------------------------------------------------------------------------------------------
+# Keeping the closure current when parents change through the ORM
+# ---------------------------------------------------------------------------------------------
+def _add_link_sql(model: type[models.Model], vendor: str, quote: Any) -> str:
+    table = closure_model(model)
+    name = quote(table._meta.db_table)
+    anc, desc = (quote(table._meta.get_field(f).column) for f in ("ancestor", "descendant"))
+    smaller = "MIN" if vendor == "sqlite" else "LEAST"
+    return (
+        f"INSERT INTO {name} ({anc}, {desc}, depth) "
+        f"SELECT a.term_id, d.term_id, MIN(a.depth + d.depth + 1) FROM "
+        f"(SELECT %s AS term_id, 0 AS depth UNION ALL "
+        f"SELECT {anc}, depth FROM {name} WHERE {desc} = %s) a, "
+        f"(SELECT %s AS term_id, 0 AS depth UNION ALL "
+        f"SELECT {desc}, depth FROM {name} WHERE {anc} = %s) d "
+        f"WHERE a.term_id <> d.term_id GROUP BY a.term_id, d.term_id "
+        f"ON CONFLICT ({anc}, {desc}) DO UPDATE SET depth = {smaller}({name}.depth, excluded.depth)"
+    )
+
+
+def add_links(model: type[models.Model], using: str, links: Iterable[tuple[int, int]]) -> None:
+    """Add (child id, parent id) links to the closure table, one upsert per link."""
+    connection = connections[using]
+    sql = _add_link_sql(model, connection.vendor, connection.ops.quote_name)
+    with connection.cursor() as cursor:
+        for child, parent in links:
+            cursor.execute(sql, [parent, parent, child, child])
+
+
+def _links_of(instance: Any, pk_set: Iterable[int], reverse: bool) -> list[tuple[int, int]]:
+    # forward (term.parents.add(p)): instance is the child; reverse (p.children.add(c)): parent
+    return [(pk, instance.pk) if reverse else (instance.pk, pk) for pk in pk_set]
+
+
+def _on_parents_changed(sender: Any, instance: Any, action: str, **kwargs: Any) -> None:
+    model = kwargs["model"]
+    using = kwargs["using"]
+    if action == "pre_add":
+        links = _links_of(instance, kwargs["pk_set"] or (), kwargs["reverse"])
+        table = closure_model(model).objects.using(using)
+        for child, parent in links:
+            if child == parent or table.filter(ancestor_id=child, descendant_id=parent).exists():
+                raise HierarchyCycleError(
+                    f"Linking {model.__name__} {child} under {parent} would make a cycle: "
+                    f"{parent} is already below {child}. Remove the link that closes the loop."
+                )
+    elif action == "post_add":
+        add_links(model, using, _links_of(instance, kwargs["pk_set"] or (), kwargs["reverse"]))
+    elif action in ("post_remove", "post_clear"):
+        rebuild_closure(model, using)
+
+
+def connect_signals(models_with_parents: Iterable[type[models.Model]]) -> None:
+    """Keep the closure tables current when ``parents``/``children`` change through the ORM.
+
+    Importers write link tables in bulk (no signals) and rebuild the closure themselves.
+    """
+    for model in models_with_parents:
+        m2m_changed.connect(
+            _on_parents_changed,
+            sender=parent_links(model).through,
+            dispatch_uid=f"ontologies.closure.{model.__name__}",
+        )
