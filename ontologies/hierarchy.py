@@ -100,9 +100,7 @@ def related_ids_sql(
         ancestor = quote(table._meta.get_field("ancestor").column)
         descendant = quote(table._meta.get_field("descendant").column)
         source, target = (ancestor, descendant) if down else (descendant, ancestor)
-        sql = (
-            f"SELECT {target} FROM {quote(table._meta.db_table)} WHERE {source} IN ({seed_sql})"
-        )
+        sql = f"SELECT {target} FROM {quote(table._meta.db_table)} WHERE {source} IN ({seed_sql})"
     else:
         links = parent_links(model)
         child, parent = quote(links.child), quote(links.parent)

@@ -152,8 +152,17 @@ def match_values(
         found.update({v: Match(rank[1], level) for v, rank in best.items()})
     left = [v for v in values if v not in found]
     if left and (synonyms or not case_sensitive):
-        found.update(_match_by_scan(plain, left, field, id_field, deprecated, case_sensitive,
-                                    synonyms and _has_field(model, "synonyms")))
+        found.update(
+            _match_by_scan(
+                plain,
+                left,
+                field,
+                id_field,
+                deprecated,
+                case_sensitive,
+                synonyms and _has_field(model, "synonyms"),
+            )
+        )
     return found
 
 
@@ -223,9 +232,7 @@ def standardize(
     values = list(values)
     matches = match_values(queryset, distinct_texts(values), field, case_sensitive, synonyms)
     returned = field_values(queryset, (m.pk for m in matches.values()), return_field)
-    return [
-        returned[matches[v].pk] if _is_text(v) and v in matches else v for v in values
-    ]
+    return [returned[matches[v].pk] if _is_text(v) and v in matches else v for v in values]
 
 
 def validate(queryset: models.QuerySet, values: Iterable[Any], field: str) -> np.ndarray:
@@ -268,9 +275,7 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _deprecated(
-    queryset: models.QuerySet, exact: dict[str, Match], field: str
-) -> dict[str, Any]:
+def _deprecated(queryset: models.QuerySet, exact: dict[str, Match], field: str) -> dict[str, Any]:
     if not exact:
         return {}
     by_pk = {m.pk: v for v, m in exact.items()}

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.core.exceptions import FieldDoesNotExist
-from django.db import connection, models
+from django.db import connection, connections, models
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import RawSQL
@@ -174,6 +174,39 @@ def _as_id(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+class PlainColumn(NamedTuple):
+    """A column on the far side of a link table that plain SQL can read and compare."""
+
+    model: type[models.Model]
+    name: str | None  # None: the related id itself
+    accept: Callable[[Any], Any]  # a value as it may be passed as a parameter, or None
+
+
+def _accept_text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _accept_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def plain_column(through: type[models.Model], target: str, name: str) -> PlainColumn | None:
+    """The text or integer column ``name`` of the model behind ``through.target`` ("" or "pk"/"id"
+    for the related id), or ``None`` when plain SQL would not read it exactly like the ORM."""
+    other = through._meta.get_field(target).related_model
+    if name in {"", "pk", "id"}:
+        return PlainColumn(other, None, _as_id)
+    if not _has_field(other, name):
+        return None
+    field = other._meta.get_field(name)
+    kind = field.get_internal_type() if field.concrete and not field.is_relation else ""
+    if kind in _TEXT_TYPES:
+        return PlainColumn(other, field.column, _accept_text)
+    if kind in _INT_TYPES:
+        return PlainColumn(other, field.column, _accept_int)
+    return None
+
+
 def link_subquery_sql(
     through: type[models.Model], source: str, target: str, rest: str, value: Any
 ) -> RawSQL | None:
@@ -185,35 +218,29 @@ def link_subquery_sql(
     more than running the query. Anything else returns ``None`` and goes through the ORM.
     """
     quote = connection.ops.quote_name
-    other = through._meta.get_field(target).related_model
     if rest in _ID_SUFFIXES:
-        is_in, column, accept = rest.endswith("__in"), None, _as_id
+        is_in, column = rest.endswith("__in"), plain_column(through, target, "")
     else:
         name, _, lookup = rest[len(LOOKUP_SEP) :].partition(LOOKUP_SEP)
-        if lookup not in {"", "exact", "in"} or not _has_field(other, name):
+        if lookup not in {"", "exact", "in"}:
             return None
-        field = other._meta.get_field(name)
-        kind = field.get_internal_type() if field.concrete and not field.is_relation else ""
-        if kind in _TEXT_TYPES:
-            accept: Callable[[Any], Any] = lambda v: v if isinstance(v, str) else None  # noqa: E731
-        elif kind in _INT_TYPES:
-            accept = lambda v: v if isinstance(v, int) and not isinstance(v, bool) else None  # noqa: E731
-        else:
-            return None
-        is_in, column = lookup == "in", field.column
-    params = _plain_values(value if is_in else [value], accept)
+        is_in, column = lookup == "in", plain_column(through, target, name)
+    if column is None:
+        return None
+    params = _plain_values(value if is_in else [value], column.accept)
     if params is None:
         return None
     table = quote(through._meta.db_table)
     source_column = quote(through._meta.get_field(source).column)
     target_column = quote(through._meta.get_field(target).column)
     marks = ", ".join(["%s"] * len(params)) or "NULL"
-    if column is None:
+    if column.name is None:
         condition = f"{target_column} IN ({marks})"
     else:
+        other = column.model._meta
         condition = (
-            f"{target_column} IN (SELECT {quote(other._meta.pk.column)} "
-            f"FROM {quote(other._meta.db_table)} WHERE {quote(column)} IN ({marks}))"
+            f"{target_column} IN (SELECT {quote(other.pk.column)} "
+            f"FROM {quote(other.db_table)} WHERE {quote(column.name)} IN ({marks}))"
         )
     return RawSQL(f"SELECT {source_column} FROM {table} WHERE {condition}", tuple(params))
 
@@ -537,31 +564,57 @@ class RegistryQuerySet(models.QuerySet):
         if rows:
             cells[:] = rows
         ids = cells[:, 0].tolist()
-        frame = pd.DataFrame(cells[:, 1:], columns=columns[1:], index=pd.Index(ids, name="id"))
-        frame = frame.infer_objects()
+        data = {name: cells[:, i] for i, name in enumerate(columns) if i > 0}
         for column, path in many:
             values = self._many_values(ids, path)
-            frame[column] = [values.get(pk, []) for pk in ids]
-        return frame
+            data[column] = [values.get(pk, []) for pk in ids]
+        index = pd.Index(ids, name="id")
+        return pd.DataFrame(data, index=index, columns=list(data)).infer_objects()
 
     def _many_values(self, ids: list[int], path: str) -> dict[int, list[Any]]:
         """All values of a many-valued path for the given record ids, sorted per record."""
         relation, _, rest = path.partition(LOOKUP_SEP)
         link = m2m_link(self.model, relation)
-        if link is not None:  # read the link table joined to the other side only
-            through, source, target = link
-            pairs_of = models.QuerySet(through).using(self.db).values_list
-            key, value = f"{source}_id", f"{target}__{rest}" if rest else f"{target}_id"
-        else:
-            pairs_of = models.QuerySet(self.model).using(self.db).values_list
-            key, value = "pk", path
+        plain = link and plain_column(link[0], link[2], rest)
         collected: dict[int, list[Any]] = defaultdict(list)
         for start in range(0, len(ids), ID_CHUNK):
             chunk = ids[start : start + ID_CHUNK]
-            pairs = pairs_of(key, value).filter(**{f"{key}__in": chunk, f"{value}__isnull": False})
+            if plain:  # the link table joined to the other side, as plain SQL
+                pairs = self._link_values(link, plain, chunk)
+            else:
+                pairs = (
+                    models.QuerySet(self.model)
+                    .using(self.db)
+                    .filter(pk__in=chunk, **{f"{path}__isnull": False})
+                    .values_list("pk", path)
+                )
             for pk, item in pairs:
                 collected[pk].append(item)
         return {pk: sorted(set(items), key=_sort_key) for pk, items in collected.items()}
+
+    def _link_values(
+        self, link: tuple[type[models.Model], str, str], column: PlainColumn, ids: list[int]
+    ) -> list[tuple[int, Any]]:
+        through, source, target = link
+        quote = connections[self.db].ops.quote_name
+        source_column = quote(through._meta.get_field(source).column)
+        target_column = quote(through._meta.get_field(target).column)
+        marks = ", ".join(["%s"] * len(ids)) or "NULL"
+        if column.name is None:
+            select, join = target_column, ""
+        else:
+            other = column.model._meta
+            select = f"o.{quote(column.name)}"
+            join = (
+                f" JOIN {quote(other.db_table)} o ON o.{quote(other.pk.column)} = {target_column}"
+            )
+        sql = (
+            f"SELECT {source_column}, {select} FROM {quote(through._meta.db_table)}{join} "
+            f"WHERE {source_column} IN ({marks}) AND {select} IS NOT NULL"
+        )
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(sql, ids)
+            return cursor.fetchall()
 
     # --- lookup and search ----------------------------------------------------------------
     def lookup(self, field: str | None = None, return_field: str | None = None) -> Lookup:

@@ -20,6 +20,8 @@ from django.apps import apps
 from django.db import transaction
 from django.utils import timezone
 
+from registry.labels import insert_links
+
 NAMED_CELL_TYPES = {
     "B cell": "CL:0000236",
     "T cell": "CL:0000084",
@@ -280,24 +282,28 @@ def write_per_record(
     return artifacts
 
 
+def _link_rows(artifacts: list, plan: Plan, vocab: Vocabulary) -> dict[str, list[tuple]]:
+    rows: dict[str, list[tuple]] = {}
+    for artifact, spec in zip(artifacts, plan.artifacts, strict=True):
+        for relation, feature, records in _label_sets(spec, vocab):
+            feature_id = vocab.features[feature].pk
+            rows.setdefault(relation, []).extend(
+                (artifact.pk, record.pk, feature_id, None, None) for record in records
+            )
+    return rows
+
+
 def write_bulk(plan: Plan, vocab: Vocabulary, using: str = "default") -> list:
-    """Register and link all artifacts with one ``bulk_create`` per table, in one transaction."""
+    """Register all artifacts with one ``bulk_create`` and link them with multi-row INSERTs, in one
+    transaction."""
     artifact_model = _model("Artifact")
     with transaction.atomic(using=using):
         artifacts = artifact_model.objects.using(using).bulk_create(
             [_artifact(spec, vocab, i) for i, spec in enumerate(plan.artifacts)]
         )
-        links: dict[str, list] = {}
-        for artifact, spec in zip(artifacts, plan.artifacts, strict=True):
-            for relation, feature, records in _label_sets(spec, vocab):
-                through = artifact_model._meta.get_field(relation).remote_field.through
-                links.setdefault(relation, []).extend(
-                    through(artifact=artifact, label=r, feature=vocab.features[feature])
-                    for r in records
-                )
-        for relation, rows in links.items():
+        for relation, rows in _link_rows(artifacts, plan, vocab).items():
             through = artifact_model._meta.get_field(relation).remote_field.through
-            through.objects.using(using).bulk_create(rows, batch_size=5000)
+            insert_links(through, rows, using)
     return artifacts
 
 

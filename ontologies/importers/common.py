@@ -21,12 +21,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from django.apps import apps
 from django.db import connections, models, transaction
 
 from ontologies import hierarchy
+from ontologies.errors import UnknownRegistryError
 from ontologies.models import Source
 from ontologies.models.base import SYNONYM_SEPARATOR
 from registry.databases import check_writable
+from registry.query import registry_name
 
 BATCH = 2000
 #: examples kept per kind of skipped item in a report
@@ -75,8 +78,10 @@ class ImportReport:
     parents_removed: int = 0
     closure_rows: int | None = None
     seconds: float = 0.0
-    #: kind of skipped item -> (count, examples)
-    skipped: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
+    #: whether the registry has parents (the summary mentions links only then)
+    hierarchy: bool = True
+    #: what was left out or adapted, by kind -> (count, examples)
+    notes: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -91,39 +96,52 @@ class ImportReport:
             or self.closure_rows is not None
         )
 
-    def skip(self, kind: str, examples: Sequence[str]) -> None:
-        """Record skipped items of one kind (e.g. links to terms outside the registry)."""
+    def note(self, kind: str, examples: Sequence[str]) -> None:
+        """Record items left out or adapted, of one kind (e.g. links to unknown terms)."""
         if examples:
-            self.skipped[kind] = (len(examples), list(examples[:EXAMPLES]))
+            self.notes[kind] = (len(examples), list(examples[:EXAMPLES]))
 
     def summary(self) -> str:
-        """One line (plus one per kind of skipped item) for people."""
+        """One line (plus one per kind of note) for people."""
         head = (
             f"{self.registry} <- {self.source} {self.version}: {self.terms} terms, "
             f"{self.created} new, {self.updated} updated, {self.deprecated} newly deprecated, "
-            f"{self.replacements} replacement links changed, "
-            f"parent links +{self.parents_added}/-{self.parents_removed}"
+            f"{self.replacements} replacement links changed"
         )
+        if self.hierarchy:
+            head += f", parent links +{self.parents_added}/-{self.parents_removed}"
         if self.closure_rows is not None:
             head += f", closure rebuilt ({self.closure_rows} rows)"
         lines = [head + f" [{self.seconds:.1f} s]"]
-        for kind, (count, examples) in self.skipped.items():
-            lines.append(f"  skipped {count} {kind}, e.g. {', '.join(examples)}")
+        for kind, (count, examples) in self.notes.items():
+            lines.append(f"  {count} {kind}, e.g. {', '.join(examples)}")
         return "\n".join(lines)
 
 
 class Progress(Protocol):
     """Where importers report progress (the command shows it as a progress bar)."""
 
+    def begin(self, label: str, steps: int) -> None:
+        """An import of ``steps`` steps began (e.g. ``CL -> CellType``)."""
+
     def step(self, description: str) -> None:
-        """A new step of the current import began."""
+        """The next step of the current import began."""
+
+    def finish(self, summary: str) -> None:
+        """The current import ended."""
 
 
 class NoProgress:
     """Progress that goes nowhere (library use, ``--quiet``)."""
 
+    def begin(self, label: str, steps: int) -> None:
+        """Ignore the start."""
+
     def step(self, description: str) -> None:
         """Ignore the step."""
+
+    def finish(self, summary: str) -> None:
+        """Ignore the end."""
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -191,18 +209,20 @@ def import_terms(
     progress = progress or NoProgress()
     report = ImportReport(model.__name__, spec.name, spec.version, terms=len(terms))
     check_writable(using, f"import {spec.name} {spec.version} into {model.__name__}")
-    model.check_ontology_ids([t.ontology_id for t in terms], origin or f"{spec.name} {spec.version}")
+    model.check_ontology_ids(
+        [t.ontology_id for t in terms], origin or f"{spec.name} {spec.version}"
+    )
     with transaction.atomic(using=using):
         source = get_source(model, using, spec)
-        progress.step("terms")
+        progress.step("writing terms")
         ids = _write_terms(model, terms, source, using, report)
-        progress.step("replacements")
+        progress.step("replacements and deprecations")
         _write_replacements(model, terms, ids, using, report)
         vanished = _deprecate_vanished(model, source, using, report)
         if hierarchy.has_hierarchy(model):
-            progress.step("parents")
+            progress.step("parent links")
             edges = _write_parents(model, terms, ids, vanished, using, report)
-            progress.step("closure")
+            progress.step("closure table")
             if report.parents_added or report.parents_removed or _closure_stale(model, using):
                 report.closure_rows = hierarchy.rebuild_closure(model, using, edges)
     report.seconds = time.perf_counter() - started
@@ -293,18 +313,22 @@ def _write_replacements(
     if changed:
         manager.bulk_update(changed, ["replaced_by"], batch_size=1000)
     report.replacements = len(changed)
-    report.skip(f"replacements outside {model.__name__} (left empty)", missing)
+    report.note(f"replacements not in {model.__name__} (skipped, left empty)", missing)
 
 
 def _deprecate_vanished(
     model: type[models.Model], source: Source, using: str, report: ImportReport
 ) -> list[int]:
     """Mark deprecated the terms of an earlier release of this ontology that this one lacks."""
-    earlier = model.objects.db_manager(using).filter(
-        source__entity=source.entity,
-        source__name=source.name,
-        source__organism=source.organism,
-    ).exclude(source_id=source.pk)
+    earlier = (
+        model.objects.db_manager(using)
+        .filter(
+            source__entity=source.entity,
+            source__name=source.name,
+            source__organism=source.organism,
+        )
+        .exclude(source_id=source.pk)
+    )
     vanished = list(earlier.values_list("pk", flat=True))
     report.deprecated = earlier.filter(is_deprecated=False).update(is_deprecated=True)
     return vanished
@@ -332,7 +356,7 @@ def _write_parents(
                 missing.append(f"{term.ontology_id} -> {parent_id}")
             elif parent != child:
                 desired.add((child, parent))
-    report.skip(f"parent links to terms outside {model.__name__}", missing)
+    report.note(f"parent links to terms not in {model.__name__} (skipped)", missing)
     scope = set(ids.values()) | set(vanished)
     through = links.through.objects.using(using)
     rows = list(through.order_by().values_list("pk", links.child, links.parent))
@@ -354,3 +378,30 @@ def _closure_stale(model: type[models.Model], using: str) -> bool:
     links = hierarchy.parent_links(model)
     has_links = links.through.objects.using(using).exists()
     return has_links != hierarchy.closure_model(model).objects.using(using).exists()
+
+
+def ontology_registries() -> dict[str, type[models.Model]]:
+    """The registries ontology terms can be imported into, by name (CellType, Tissue, ...)."""
+    return {
+        model.__name__: model
+        for model in apps.get_app_config("ontologies").get_models()
+        if hierarchy.has_hierarchy(model)
+    }
+
+
+def resolve_registry(name: str) -> type[models.Model]:
+    """The ontology registry called ``name`` (LaminDB names such as ExperimentalFactor work).
+
+    Raises:
+        UnknownRegistryError: no such registry; the message lists the registries.
+    """
+    registries = ontology_registries()
+    model = registries.get(registry_name(name)) or next(
+        (m for n, m in registries.items() if n.casefold() == name.casefold()), None
+    )
+    if model is None:
+        raise UnknownRegistryError(
+            f"There is no ontology registry {name!r}. Registries: {', '.join(sorted(registries))} "
+            f"(LaminDB's ExperimentalFactor is Assay)."
+        )
+    return model
