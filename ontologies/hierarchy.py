@@ -176,7 +176,8 @@ def compute_closure(edges: Iterable[tuple[int, int]]) -> Closure:
                     cycle = path[path.index(parent) :] + [parent]
                     raise HierarchyCycleError(
                         f"The parent links contain a cycle (term ids {' -> '.join(map(str, cycle))}"
-                        "): a term cannot be its own ancestor. Remove one of these links."
+                        ", each a child of the next): a term cannot be its own ancestor. "
+                        "Remove one of these links."
                     )
                 if parent in parents and parent not in done:
                     stack.append((parent, iter(parents[parent])))

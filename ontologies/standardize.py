@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +23,14 @@ import numpy as np
 from django.db import connections, models
 
 SYNONYM_SEPARATOR = "|"
-#: at most this many unknown values get close-match suggestions in ``inspect`` (each costs a
-#: fuzzy comparison with every name of the registry)
+#: at most this many unknown values get close-match suggestions in ``inspect``
 MAX_SUGGESTED = 100
+#: match by one pass over the registry when it has at most SCAN_FACTOR x as many terms as there
+#: are values (and there are at least SCAN_MIN_VALUES values); else by indexed IN queries
+SCAN_FACTOR = 5
+SCAN_MIN_VALUES = 50
+#: fuzzy suggestions are computed against this many candidates sharing the most trigrams
+CANDIDATES = 40
 
 # how a value matched, best first
 EXACT, BY_ID, BY_SYNONYM, BY_NAME_CASE, BY_ID_CASE, BY_SYNONYM_CASE = range(6)
@@ -113,9 +119,14 @@ def _has_field(model: type[models.Model], name: str) -> bool:
     return any(f.name == name for f in model._meta.get_fields())
 
 
-def _better(best: dict[str, tuple[int, int]], key: str, rank: tuple[int, int]) -> None:
+def _better(best: dict[Any, tuple[int, int]], key: Any, rank: tuple[int, int]) -> None:
     if key not in best or rank < best[key]:
         best[key] = rank
+
+
+def _scan_is_cheaper(queryset: models.QuerySet, n_values: int) -> bool:
+    """Whether reading the whole registry once beats indexed IN queries for ``n_values``."""
+    return n_values >= SCAN_MIN_VALUES and queryset.count() <= SCAN_FACTOR * n_values
 
 
 def match_values(
@@ -124,8 +135,12 @@ def match_values(
     field: str,
     case_sensitive: bool = False,
     synonyms: bool = True,
-) -> dict[str, Match]:
+    returned: str | None = None,
+) -> tuple[dict[str, Match], dict[int, Any]]:
     """The term each value maps to (values that map to none are left out).
+
+    Many values against a small registry are matched in one pass over the registry; otherwise
+    exact matches come from indexed ``IN`` queries and only the rest costs a pass.
 
     Args:
         queryset: the terms to match against (a registry, or a filtered part of it).
@@ -133,81 +148,96 @@ def match_values(
         field: the field compared first (e.g. ``name``).
         case_sensitive: only exact-case matches.
         synonyms: also match synonyms.
+        returned: a field whose values to return for the matched terms.
+
+    Returns:
+        value -> match, and pk -> ``returned`` value of the matched terms.
     """
     model, using = queryset.model, queryset.db
-    id_field = getattr(model, "id_field", None)
-    deprecated = "is_deprecated" if _has_field(model, "is_deprecated") else None
     plain = queryset.order_by()
+    id_field = getattr(model, "id_field", None)
+    id_field = id_field if id_field and id_field != field else None
+    synonyms = synonyms and _has_field(model, "synonyms")
+    deprecated = "is_deprecated" if _has_field(model, "is_deprecated") else None
+    scan = _Scan(field, id_field, deprecated, case_sensitive, synonyms, returned)
+    if _scan_is_cheaper(plain, len(values)):
+        found = scan.match(plain, values, first=EXACT)
+        return found, scan.returned_for(found)
     found: dict[str, Match] = {}
-    steps = [(field, EXACT)]
-    if id_field and id_field != field:
-        steps.append((id_field, BY_ID))
-    for column, level in steps:
-        left = [v for v in values if v not in found]
+    for column, level in [(field, EXACT)] + ([(id_field, BY_ID)] if id_field else []):
         best: dict[str, tuple[int, int]] = {}
         wanted = [column, "pk"] + ([deprecated] if deprecated else [])
-        for chunk in _chunks(left, using):
+        for chunk in _chunks([v for v in values if v not in found], using):
             for row in plain.filter(**{f"{column}__in": chunk}).values_list(*wanted):
                 _better(best, row[0], (int(bool(row[2])) if deprecated else 0, row[1]))
         found.update({v: Match(rank[1], level) for v, rank in best.items()})
     left = [v for v in values if v not in found]
     if left and (synonyms or not case_sensitive):
-        found.update(
-            _match_by_scan(
-                plain,
-                left,
-                field,
-                id_field,
-                deprecated,
-                case_sensitive,
-                synonyms and _has_field(model, "synonyms"),
-            )
-        )
-    return found
+        found.update(scan.match(plain, left, first=BY_SYNONYM))
+    pks = [m.pk for m in found.values() if m.pk not in scan.returned]
+    returned_values = scan.returned_for(found)
+    if returned and pks:
+        returned_values.update(field_values(queryset, pks, returned))
+    return found, returned_values
 
 
-def _match_by_scan(
-    queryset: models.QuerySet,
-    values: list[str],
-    field: str,
-    id_field: str | None,
-    deprecated: str | None,
-    case_sensitive: bool,
-    synonyms: bool,
-) -> dict[str, Match]:
-    """Synonym and case-insensitive matches, from one pass over the registry."""
-    columns = ["pk", field] + ([id_field] if id_field and id_field != field else [])
-    columns += (["synonyms"] if synonyms else []) + ([deprecated] if deprecated else [])
-    index = {name: i for i, name in enumerate(columns)}
-    maps: dict[int, dict[str, tuple[int, int]]] = {
-        BY_SYNONYM: {},
-        BY_NAME_CASE: {},
-        BY_ID_CASE: {},
-        BY_SYNONYM_CASE: {},
-    }
-    for row in queryset.values_list(*columns):
-        rank = (int(bool(row[index[deprecated]])) if deprecated else 0, row[0])
-        if not case_sensitive:
-            if row[1]:
-                _better(maps[BY_NAME_CASE], str(row[1]).casefold(), rank)
-            if id_field in index and row[index[id_field]]:
-                _better(maps[BY_ID_CASE], row[index[id_field]].casefold(), rank)
-        if synonyms and row[index["synonyms"]]:
-            for synonym in row[index["synonyms"]].split(SYNONYM_SEPARATOR):
-                if synonym:
-                    _better(maps[BY_SYNONYM], synonym, rank)
-                    if not case_sensitive:
-                        _better(maps[BY_SYNONYM_CASE], synonym.casefold(), rank)
-    found: dict[str, Match] = {}
-    for value in values:
-        folded = value.casefold()
-        for level in (BY_SYNONYM, BY_NAME_CASE, BY_ID_CASE, BY_SYNONYM_CASE):
-            key = value if level == BY_SYNONYM else folded
-            rank = maps[level].get(key)
-            if rank is not None:
-                found[value] = Match(rank[1], level)
-                break
-    return found
+class _Scan:
+    """Matching by one pass over the registry: maps from names, ids and synonyms (exact and
+    case-folded) to the best term, then a lookup per value, best level first."""
+
+    def __init__(
+        self,
+        field: str,
+        id_field: str | None,
+        deprecated: str | None,
+        case_sensitive: bool,
+        synonyms: bool,
+        returned: str | None,
+    ) -> None:
+        self.columns = ["pk", field] + [c for c in (id_field, deprecated, returned) if c]
+        self.columns += ["synonyms"] if synonyms else []
+        self.index = {name: i for i, name in enumerate(self.columns)}
+        self.id_field, self.deprecated, self.return_field = id_field, deprecated, returned
+        self.case_sensitive, self.synonyms = case_sensitive, synonyms
+        self.returned: dict[int, Any] = {}
+
+    def match(self, queryset: models.QuerySet, values: list[str], first: int) -> dict[str, Match]:
+        maps: dict[int, dict[Any, tuple[int, int]]] = {level: {} for level in range(6)}
+        fold = not self.case_sensitive
+        index = self.index
+        for row in queryset.values_list(*self.columns):
+            rank = (int(bool(row[index[self.deprecated]])) if self.deprecated else 0, row[0])
+            if self.return_field:
+                self.returned[row[0]] = row[index[self.return_field]]
+            name = row[1]
+            term_id = row[index[self.id_field]] if self.id_field else None
+            if first == EXACT:
+                _better(maps[EXACT], name, rank)
+                if term_id:
+                    _better(maps[BY_ID], term_id, rank)
+            if fold and isinstance(name, str) and name:
+                _better(maps[BY_NAME_CASE], name.casefold(), rank)
+            if fold and term_id:
+                _better(maps[BY_ID_CASE], term_id.casefold(), rank)
+            if self.synonyms and row[index["synonyms"]]:
+                for synonym in row[index["synonyms"]].split(SYNONYM_SEPARATOR):
+                    if synonym:
+                        _better(maps[BY_SYNONYM], synonym, rank)
+                        if fold:
+                            _better(maps[BY_SYNONYM_CASE], synonym.casefold(), rank)
+        found: dict[str, Match] = {}
+        exact_levels = (EXACT, BY_ID, BY_SYNONYM)
+        for value in values:
+            folded = value.casefold()
+            for level in range(first, 6):
+                rank = maps[level].get(value if level in exact_levels else folded)
+                if rank is not None:
+                    found[value] = Match(rank[1], level)
+                    break
+        return found
+
+    def returned_for(self, found: dict[str, Match]) -> dict[int, Any]:
+        return {m.pk: self.returned[m.pk] for m in found.values() if m.pk in self.returned}
 
 
 def field_values(queryset: models.QuerySet, pks: Iterable[int], field: str) -> dict[int, Any]:
@@ -230,8 +260,9 @@ def standardize(
     """Each value replaced by the ``return_field`` value of the term it maps to; values that
     map to no term come back unchanged."""
     values = list(values)
-    matches = match_values(queryset, distinct_texts(values), field, case_sensitive, synonyms)
-    returned = field_values(queryset, (m.pk for m in matches.values()), return_field)
+    matches, returned = match_values(
+        queryset, distinct_texts(values), field, case_sensitive, synonyms, return_field
+    )
     return [returned[matches[v].pk] if _is_text(v) and v in matches else v for v in values]
 
 
@@ -252,10 +283,9 @@ def inspect(queryset: models.QuerySet, values: Iterable[Any], field: str) -> Ins
     values = list(values)
     texts = distinct_texts(values)
     others = list(dict.fromkeys(v for v in values if not _is_text(v) and not _is_missing(v)))
-    matches = match_values(queryset, texts, field)
+    matches, names = match_values(queryset, texts, field, returned=field)
     exact = {v: m for v, m in matches.items() if m.level == EXACT}
     fixable = {v: m for v, m in matches.items() if m.level != EXACT}
-    names = field_values(queryset, (m.pk for m in fixable.values()), field)
     result = InspectResult(
         registry=model.__name__,
         field=field,
@@ -288,16 +318,34 @@ def _deprecated(queryset: models.QuerySet, exact: dict[str, Match], field: str) 
     return {by_pk[pk]: (replacement if has_replacement else None) for pk, replacement in rows}
 
 
+def _trigrams(text: str) -> set[str]:
+    padded = f"  {text} "
+    return {padded[i : i + 3] for i in range(len(padded) - 2)}
+
+
 def _suggestions(queryset: models.QuerySet, unknown: list[Any], field: str) -> dict[Any, list]:
-    choices = {}
+    """Close ``field`` values for unknown values: candidates sharing the most (rarer) trigrams,
+    then ranked by difflib's similarity."""
+    choices: dict[str, str] = {}
     for value in queryset.order_by().values_list(field, flat=True):
         if _is_text(value):
             choices.setdefault(value.casefold(), value)
     folded = list(choices)
+    postings: dict[str, list[int]] = defaultdict(list)
+    for i, text in enumerate(folded):
+        for gram in _trigrams(text):
+            postings[gram].append(i)
+    common = max(50, len(folded) // 5)
     result = {}
     for value in unknown:
         text = str(value).casefold()
-        close = difflib.get_close_matches(text, folded, n=3, cutoff=0.6)
+        shared: Counter[int] = Counter()
+        grams = _trigrams(text)
+        rare = [g for g in grams if len(postings.get(g, ())) <= common] or list(grams)
+        for gram in rare:
+            shared.update(postings.get(gram, ()))
+        candidates = [folded[i] for i, _ in shared.most_common(CANDIDATES)]
+        close = difflib.get_close_matches(text, candidates, n=3, cutoff=0.6)
         if close:
             result[value] = [choices[c] for c in close]
     return result

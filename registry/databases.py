@@ -88,3 +88,10 @@ def forget_user_ids(alias: str) -> None:
     """Drop cached user ids of an alias (its database changed)."""
     for key in [k for k in _user_ids if k[0] == alias]:
         del _user_ids[key]
+
+
+def analyze(alias: str) -> None:
+    """Refresh the query planner's statistics after a bulk load (SQLite and PostgreSQL both
+    plan the link-table subqueries better with them)."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute("ANALYZE")

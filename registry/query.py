@@ -391,11 +391,22 @@ class RegistryQuerySet(models.QuerySet):
                 plain_args.append(q)
             else:
                 plain_args.append(arg)
-        for relation, group in many_groups.items():
-            # conditions on one relation stay in one subquery (they apply to the same related
-            # row, as in Django); the outer query gets no join, hence no duplicate rows
-            plain_args.append(Q(pk__in=self._relation_subquery(relation, group)))
+        # conditions on one relation stay in one subquery (they apply to the same related row,
+        # as in Django); the outer query gets no join, hence no duplicate rows
+        subqueries = [self._relation_subquery(rel, group) for rel, group in many_groups.items()]
+        plain_args += [Q(pk__in=subquery) for subquery in self._intersected(subqueries)]
         return super()._filter_or_exclude(negate, tuple(plain_args), plain)
+
+    def _intersected(self, subqueries: list[Any]) -> list[Any]:
+        """On PostgreSQL, several plain link-table subqueries become one INTERSECT: planning
+        six ``id IN (...)`` conditions costs the planner more than running them. (SQLite runs
+        the separate conditions faster.)"""
+        raw = [q for q in subqueries if isinstance(q, RawSQL)]
+        if len(raw) < 2 or connections[self.db].vendor != "postgresql":
+            return subqueries
+        sql = " INTERSECT ".join(f"({q.sql})" for q in raw)
+        params = tuple(p for q in raw for p in q.params)
+        return [q for q in subqueries if not isinstance(q, RawSQL)] + [RawSQL(sql, params)]
 
     def _resolve(self, path: str) -> ResolvedPath:
         """:func:`resolve_path`, letting annotations of this query through."""

@@ -20,6 +20,7 @@ from django.apps import apps
 from django.db import transaction
 from django.utils import timezone
 
+from registry.databases import analyze
 from registry.labels import insert_links
 
 NAMED_CELL_TYPES = {
@@ -304,6 +305,7 @@ def write_bulk(plan: Plan, vocab: Vocabulary, using: str = "default") -> list:
         for relation, rows in _link_rows(artifacts, plan, vocab).items():
             through = artifact_model._meta.get_field(relation).remote_field.through
             insert_links(through, rows, using)
+    analyze(using)
     return artifacts
 
 

@@ -128,7 +128,8 @@ class OntologyRecord(CurationMixin, TracedRecord):
         wrong = [i for i in ontology_ids if id_prefix(i) not in accepted]
         if not wrong:
             return
-        shown = ", ".join(repr(i) for i in wrong[:5]) + (", ..." if len(wrong) > 5 else "")
+        shown = ", ".join(repr(i) for i in wrong[:5])
+        shown += f" and {len(wrong) - 5} more" if len(wrong) > 5 else ""
         where = f" (from {origin})" if origin else ""
         raise OntologyIdPrefixError(
             f"{len(wrong)} ontology id(s){where} do not belong in {cls.__name__}: {shown}. "
