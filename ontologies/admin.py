@@ -53,8 +53,8 @@ class SourceAdmin(RegistryAdmin):
 
 @admin.register(Gene)
 class GeneAdmin(RegistryAdmin):
-    list_display = ("symbol", "ensembl_gene_id", "biotype", "organism", "source")
-    list_filter = ("biotype", "organism", "source")
+    list_display = ("symbol", "ensembl_gene_id", "biotype", "organism", "is_deprecated", "source")
+    list_filter = ("is_deprecated", "biotype", "organism", "source")
     search_fields = ("uid", "symbol", "ensembl_gene_id", "synonyms", "description")
     list_select_related = ("organism", "source")
     autocomplete_fields = ("organism", "source", "created_by")

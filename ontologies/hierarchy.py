@@ -72,7 +72,7 @@ def has_hierarchy(model: type[models.Model]) -> bool:
 def related_ids_sql(
     model: type[models.Model],
     using: str,
-    seeds: tuple[str, list[Any]],
+    seeds: tuple[str, list[Any]] | int,
     direction: str,
     include_self: bool = False,
     method: str | None = None,
@@ -82,7 +82,7 @@ def related_ids_sql(
     Args:
         model: the registry.
         using: database alias (for quoting).
-        seeds: a SELECT of term ids and its parameters.
+        seeds: a SELECT of term ids and its parameters, or the id of one term.
         direction: ``"descendants"`` or ``"ancestors"``.
         include_self: add the seed terms themselves.
         method: ``"closure"`` or ``"cte"``; default :data:`DEFAULT_METHOD`.
@@ -93,7 +93,11 @@ def related_ids_sql(
     if direction not in ("descendants", "ancestors"):
         raise ValueError(f"direction must be 'descendants' or 'ancestors', not {direction!r}")
     quote = connections[using].ops.quote_name
-    seed_sql, seed_params = seeds
+    if isinstance(seeds, int):  # one term: a plain parameter, no subquery to plan
+        seed_sql, seed_params, seed_rows = "%s", [seeds], "SELECT %s"
+    else:
+        seed_sql, seed_params = seeds
+        seed_rows = f"SELECT * FROM ({seed_sql}) seeds"
     down = direction == "descendants"
     if method == CLOSURE:
         table = closure_model(model)
@@ -115,31 +119,38 @@ def related_ids_sql(
         )
     params = list(seed_params)
     if include_self:
-        sql = f"{sql} UNION SELECT * FROM ({seed_sql}) seeds"
+        sql = f"{sql} UNION {seed_rows}"
         params += list(seed_params)
     return sql, params
 
 
 def related(
-    queryset: models.QuerySet,
+    terms: models.QuerySet | models.Model,
     direction: str,
     include_self: bool = False,
     method: str | None = None,
 ) -> models.QuerySet:
-    """All terms related to the terms of ``queryset``, as a queryset of the same registry.
+    """All terms related to ``terms`` (a queryset, or one term), as a queryset of the registry.
 
     The terms are selected by one subquery (``id IN (...)``), so the result can be filtered
     further and used inside other filters.
     """
-    model = queryset.model
+    if isinstance(terms, models.Model):
+        model, using = type(terms), terms._state.db or "default"
+        if terms.pk is None:
+            raise ValueError(
+                f"{model.__name__} {terms} is not saved yet: save it before asking for its "
+                f"{direction}."
+            )
+        seeds: tuple[str, list[Any]] | int = terms.pk
+    else:
+        model, using = terms.model, terms.db
+        seeds = terms.order_by().values("pk").query.get_compiler(using=using).as_sql()
     if not has_hierarchy(model):
         raise TypeError(
             f"{model.__name__} has no hierarchy (no parents): {direction}() works on the "
             f"ontology registries only."
         )
-    using = queryset.db
-    seed_query = queryset.order_by().values("pk").query
-    seeds = seed_query.get_compiler(using=using).as_sql()
     sql, params = related_ids_sql(model, using, seeds, direction, include_self, method)
     return model.objects.db_manager(using).filter(pk__in=RawSQL(sql, params))
 
@@ -173,12 +184,7 @@ def compute_closure(edges: Iterable[tuple[int, int]]) -> Closure:
             for parent in pending:
                 if parent in on_path:
                     path = [n for n, _ in stack]
-                    cycle = path[path.index(parent) :] + [parent]
-                    raise HierarchyCycleError(
-                        f"The parent links contain a cycle (term ids {' -> '.join(map(str, cycle))}"
-                        ", each a child of the next): a term cannot be its own ancestor. "
-                        "Remove one of these links."
-                    )
+                    raise CycleFound(path[path.index(parent) :] + [parent])
                 if parent in parents and parent not in done:
                     stack.append((parent, iter(parents[parent])))
                     on_path.add(parent)
@@ -188,6 +194,18 @@ def compute_closure(edges: Iterable[tuple[int, int]]) -> Closure:
                 on_path.discard(node)
                 done[node] = _merge_ancestors(parents[node], done)
     return done
+
+
+class CycleFound(HierarchyCycleError):
+    """A cycle among term ids (``cycle`` lists them, each a child of the next)."""
+
+    def __init__(self, cycle: list[int], labels: list[str] | None = None) -> None:
+        self.cycle = cycle
+        shown = " -> ".join(labels or [str(pk) for pk in cycle])
+        super().__init__(
+            f"The parent links contain a cycle ({shown}, each a child of the next): a term "
+            f"cannot be its own ancestor. Remove one of these links."
+        )
 
 
 def _merge_ancestors(direct: list[int], done: Closure) -> dict[int, int]:
@@ -220,7 +238,16 @@ def rebuild_closure(
     Returns:
         The number of closure rows written.
     """
-    closure = compute_closure(read_edges(model, using) if edges is None else edges)
+    try:
+        closure = compute_closure(read_edges(model, using) if edges is None else edges)
+    except CycleFound as cycle:
+        terms = dict(
+            model.objects.db_manager(using)
+            .filter(pk__in=cycle.cycle)
+            .values_list("pk", "ontology_id")
+        )
+        labels = [f"{model.__name__} {terms.get(pk) or pk}" for pk in cycle.cycle]
+        raise CycleFound(cycle.cycle, labels) from None
     return write_closure(model, using, closure)
 
 
@@ -294,9 +321,15 @@ def _on_parents_changed(sender: Any, instance: Any, action: str, **kwargs: Any) 
         table = closure_model(model).objects.using(using)
         for child, parent in links:
             if child == parent or table.filter(ancestor_id=child, descendant_id=parent).exists():
+                names = dict(
+                    model.objects.db_manager(using)
+                    .filter(pk__in=[child, parent])
+                    .values_list("pk", "ontology_id")
+                )
                 raise HierarchyCycleError(
-                    f"Linking {model.__name__} {child} under {parent} would make a cycle: "
-                    f"{parent} is already below {child}. Remove the link that closes the loop."
+                    f"Linking {model.__name__} {names.get(child) or child} under "
+                    f"{names.get(parent) or parent} would make a cycle: the latter is already "
+                    f"below the former. Remove the link that closes the loop first."
                 )
     elif action == "post_add":
         add_links(model, using, _links_of(instance, kwargs["pk_set"] or (), kwargs["reverse"]))

@@ -6,8 +6,9 @@ default); exactly on the id (``CL:0000084``); exactly on a synonym; then, unless
 ``case_sensitive``, on the name, id or a synonym ignoring case. When several terms match at the
 same level, a current term wins over a deprecated one, then the older record (lower ``id``).
 
-Exact matches are indexed ``IN`` queries; only values left over after them cost a scan of the
-registry's names and synonyms, so large registries (genes) stay fast for clean input.
+Many values against a registry of comparable size (10,000 values, CL) are matched in one pass
+over the registry's names, ids and synonyms. Few values, or a large registry (genes), go through
+indexed ``IN`` queries for the exact matches first; only the values left over cost that pass.
 """
 
 from __future__ import annotations

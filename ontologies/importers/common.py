@@ -28,7 +28,7 @@ from ontologies import hierarchy
 from ontologies.errors import UnknownRegistryError
 from ontologies.models import Source
 from ontologies.models.base import SYNONYM_SEPARATOR
-from registry.databases import check_writable
+from registry.databases import analyze, check_writable
 from registry.query import registry_name
 
 BATCH = 2000
@@ -78,8 +78,6 @@ class ImportReport:
     parents_removed: int = 0
     closure_rows: int | None = None
     seconds: float = 0.0
-    #: whether the registry has parents (the summary mentions links only then)
-    hierarchy: bool = True
     #: what was left out or adapted, by kind -> (count, examples)
     notes: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
 
@@ -103,16 +101,20 @@ class ImportReport:
 
     def summary(self) -> str:
         """One line (plus one per kind of note) for people."""
-        head = (
-            f"{self.registry} <- {self.source} {self.version}: {self.terms} terms, "
-            f"{self.created} new, {self.updated} updated, {self.deprecated} newly deprecated, "
-            f"{self.replacements} replacement links changed"
-        )
-        if self.hierarchy:
-            head += f", parent links +{self.parents_added}/-{self.parents_removed}"
+        counts = [
+            (self.created, "new"),
+            (self.updated, "updated"),
+            (self.deprecated, "newly deprecated"),
+            (self.replacements, "replacements set"),
+        ]
+        changes = [f"{n} {what}" for n, what in counts if n]
+        if self.parents_added or self.parents_removed:
+            changes.append(f"parent links +{self.parents_added}/-{self.parents_removed}")
         if self.closure_rows is not None:
-            head += f", closure rebuilt ({self.closure_rows} rows)"
-        lines = [head + f" [{self.seconds:.1f} s]"]
+            changes.append(f"closure rebuilt ({self.closure_rows} rows)")
+        head = f"{self.registry} <- {self.source} {self.version}: {self.terms} terms"
+        head += f": {', '.join(changes)}" if changes else ", unchanged"
+        lines = [f"{head} [{self.seconds:.1f} s]"]
         for kind, (count, examples) in self.notes.items():
             lines.append(f"  {count} {kind}, e.g. {', '.join(examples)}")
         return "\n".join(lines)
@@ -378,6 +380,28 @@ def _closure_stale(model: type[models.Model], using: str) -> bool:
     links = hierarchy.parent_links(model)
     has_links = links.through.objects.using(using).exists()
     return has_links != hierarchy.closure_model(model).objects.using(using).exists()
+
+
+def refresh_statistics(using: str, registries: Iterable[type[models.Model]]) -> None:
+    """Fresh planner statistics after bulk writes into ``registries``.
+
+    On PostgreSQL outside a transaction the registries' tables (terms, parent links, closure)
+    are vacuumed too: that sets their visibility map, so closure lookups become index-only
+    scans. Elsewhere the whole database is analyzed (``ANALYZE``).
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        analyze(using)
+        return
+    tables: set[str] = set()
+    for model in registries:
+        tables.add(model._meta.db_table)
+        if hierarchy.has_hierarchy(model):
+            tables.add(hierarchy.parent_links(model).table)
+            tables.add(hierarchy.closure_model(model)._meta.db_table)
+    with connection.cursor() as cursor:
+        for table in sorted(tables):
+            cursor.execute(f"VACUUM (ANALYZE) {connection.ops.quote_name(table)}")
 
 
 def ontology_registries() -> dict[str, type[models.Model]]:

@@ -32,6 +32,7 @@ from ontologies.importers.common import (
     Progress,
     SourceSpec,
     get_source,
+    refresh_statistics,
 )
 from ontologies.importers.guide import COMMON_NAMES
 from ontologies.models import Gene, Organism
@@ -225,10 +226,13 @@ def import_genes(
     """
     lists = GeneLists(location)
     progress = progress or NoProgress()
-    return [
+    reports = [
         _import_organism(lists, taxon, using, progress)
         for taxon in resolve_gene_organisms(organisms)
     ]
+    if any(r.changed for r in reports):
+        refresh_statistics(using, [Gene])
+    return reports
 
 
 def _import_organism(lists: GeneLists, taxon: str, using: str, progress: Progress) -> ImportReport:
@@ -244,9 +248,7 @@ def _import_organism(lists: GeneLists, taxon: str, using: str, progress: Progres
             f"with `manage.py load_ontologies --only NCBITaxon`."
         )
     spec = _source_spec(lists, taxon, stem)
-    report = ImportReport(
-        "Gene", spec.name, f"{spec.version} ({spec.organism})", terms=len(rows), hierarchy=False
-    )
+    report = ImportReport("Gene", spec.name, f"{spec.version} ({spec.organism})", len(rows))
     check_writable(using, f"import genes of {stem} into Gene")
     manager = Gene.objects.db_manager(using)
     with transaction.atomic(using=using):

@@ -13,9 +13,12 @@ admits are picked out of the decompressed stream.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
+import os
 import re
+import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -34,8 +37,16 @@ from cellxgene_ontology_guide.supported_versions import (
 from django.apps import apps
 
 from ontologies.errors import OntologyFileError, UnknownRegistryError, UnknownSchemaVersionError
-from ontologies.importers.common import ImportReport, NoProgress, Progress, SourceSpec, Term
+from ontologies.importers.common import (
+    ImportReport,
+    NoProgress,
+    Progress,
+    SourceSpec,
+    Term,
+    refresh_statistics,
+)
 from ontologies.importers.common import import_terms as write_terms
+from registry import instances
 from registry.query import registry_name
 
 #: guide data is a map id -> metadata
@@ -174,7 +185,8 @@ def select_units(only: Iterable[str] | None) -> list[GuideUnit]:
             registries = sorted({u.registry for u in UNITS})
             raise UnknownRegistryError(
                 f"--only {name!r} names no ontology or registry of the CELLxGENE import. "
-                f"Ontologies: {', '.join(groups)}; registries: {', '.join(registries)}."
+                f"Ontologies: {', '.join(groups)}; registries: {', '.join(registries)}. "
+                f"(Genes are imported with --genes, other ontology files with --file.)"
             )
         selected += [u for u in matches if u not in selected]
     return [u for u in UNITS if u in selected]
@@ -205,15 +217,46 @@ def read_ontology(ontology: str, release: str) -> GuideData:
 
 def read_taxa(release: str, terms: Iterable[str], with_descendants: Iterable[str]) -> GuideData:
     """The entries of NCBITaxon ``release`` for ``terms`` and all descendants of
-    ``with_descendants``, picked out of the decompressed stream chunk by chunk."""
-    wanted = set(terms)
-    roots = set(with_descendants)
+    ``with_descendants``.
+
+    Picking them out of 850 MB of JSON takes seconds, so the result is kept in
+    ``$CELLREGISTRY_HOME/cache/cellxgene-ontology-guide/`` (the guide's files never change for
+    a guide version), and re-imports read a few kilobytes.
+    """
+    wanted, roots = set(terms), set(with_descendants)
+    key = hashlib.sha256(" ".join(sorted(wanted) + ["/"] + sorted(roots)).encode()).hexdigest()
+    path = data_path("NCBITaxon", release)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise OntologyFileError(
+            f"NCBITaxon {release} of cellxgene-ontology-guide is missing ({path}): {exc}. "
+            f"Reinstall cellxgene-ontology-guide {guide_version()}."
+        ) from exc
+    folder = instances.home() / "cache" / "cellxgene-ontology-guide"
+    cached = folder / f"{guide_version()}-NCBITaxon-{release}-{size}-{key[:16]}.json"
+    try:
+        return json.loads(cached.read_text())
+    except (OSError, ValueError):
+        pass  # not cached yet (or damaged): scan
+    found = _scan_taxa(path, release, wanted, roots)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False) as handle:
+            json.dump(found, handle)
+        os.replace(handle.name, cached)
+    except OSError as exc:  # the import goes on; the next one scans again
+        warnings.warn(f"Cannot cache the NCBITaxon organisms in {folder}: {exc}", stacklevel=2)
+    return found
+
+
+def _scan_taxa(path: Path, release: str, wanted: set[str], roots: set[str]) -> GuideData:
+    """Pick entries out of the decompressed NCBITaxon stream, chunk by chunk."""
     numbers = b"|".join(re.escape(t.split(":")[1].encode()) for t in wanted | roots)
     # "NCBITaxon:N":{ opens the entry of N; "NCBITaxon:N":<digit> is N among some entry's
     # ancestors (entries are {"ancestors": {...}, ...}, ancestors first)
     pattern = re.compile(rb'"NCBITaxon:(' + numbers + rb')":([{0-9])')
     found: GuideData = {}
-    path = data_path("NCBITaxon", release)
     try:
         for block in _entry_blocks(path):
             for match in pattern.finditer(block):
@@ -376,4 +419,7 @@ def import_guide(
         report.note("terms without a label (deprecated; named by their id)", unlabeled)
         progress.finish(report.summary())
         reports.append(report)
+    changed = {r.registry for r in reports if r.changed}
+    if changed:
+        refresh_statistics(using, [apps.get_model("ontologies", name) for name in changed])
     return reports

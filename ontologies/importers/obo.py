@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pronto
 
-from ontologies.errors import OntologyFileError, OntologyIdPrefixError
+from ontologies.errors import OntologyError, OntologyFileError, OntologyIdPrefixError
 from ontologies.importers.common import (
     ImportReport,
     NoProgress,
@@ -21,6 +21,7 @@ from ontologies.importers.common import (
     SourceSpec,
     Term,
     import_terms,
+    refresh_statistics,
     resolve_registry,
 )
 from ontologies.models.base import id_prefix
@@ -92,11 +93,13 @@ def file_terms(
                 if relation.id in PART_OF or relation.name == "part of":
                     parents += [t.id for t in targets]
         replaced = sorted(t.id for t in term.replaced_by)
+        parents.sort()
         terms.append(
             Term(
                 ontology_id=term.id,
                 name=term.name or term.id,
-                synonyms=[s.description for s in term.synonyms if s.scope in scopes],
+                # pronto gives a set: sorted, so that re-imports compare equal
+                synonyms=sorted(s.description for s in term.synonyms if s.scope in scopes),
                 description=str(term.definition or ""),
                 is_deprecated=bool(term.obsolete),
                 replaced_by=replaced[0] if replaced else None,
@@ -134,6 +137,12 @@ def import_file(
         UnknownRegistryError, OntologyFileError, OntologyIdPrefixError: with what to do.
     """
     model = resolve_registry(registry)
+    unknown = sorted(set(relations) - set(DEFAULT_RELATIONS))
+    if unknown:
+        raise OntologyError(
+            f"Cannot follow the relation(s) {', '.join(unknown)} to parents in {path}; "
+            f"choose from {', '.join(DEFAULT_RELATIONS)}."
+        )
     progress = progress or NoProgress()
     path = Path(path)
     progress.begin(f"{path.name} -> {model.__name__}", steps=5)
@@ -176,5 +185,7 @@ def import_file(
     report = import_terms(model, terms, spec, using, progress, origin=str(path))
     report.note("terms with other prefixes (left out by --prefixes)", left_out)
     report.note("pronto warnings", pronto_warnings)
+    if report.changed:
+        refresh_statistics(using, [model])
     progress.finish(report.summary())
     return report

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.db import models
 
+from ontologies import hierarchy
 from ontologies.errors import OntologyIdPrefixError
 from ontologies.query import OntologyManager
 from registry.models.base import TracedRecord, hashed_uid, uid_field
 
 if TYPE_CHECKING:
-    from ontologies.query import OntologyQuerySet
     from ontologies.standardize import InspectResult
 
 ONTOLOGY_UID_LENGTH = 10
@@ -149,9 +149,6 @@ class OntologyRecord(CurationMixin, TracedRecord):
         return [s for s in self.synonyms.split(SYNONYM_SEPARATOR) if s]
 
     # --- hierarchy of one term ------------------------------------------------------------
-    def _single(self) -> OntologyQuerySet:
-        return type(self).objects.db_manager(self._state.db or "default").filter(pk=self.pk)
-
     def descendants(self, include_self: bool = False, method: str | None = None) -> Any:
         """All terms below this one (children, their children, ...), computed in SQL.
 
@@ -163,8 +160,8 @@ class OntologyRecord(CurationMixin, TracedRecord):
             method: ``"closure"`` (closure table) or ``"cte"`` (recursive query); default: the
                 faster one, see :mod:`ontologies.hierarchy`.
         """
-        return self._single().descendants(include_self=include_self, method=method)
+        return hierarchy.related(self, "descendants", include_self, method)
 
     def ancestors(self, include_self: bool = False, method: str | None = None) -> Any:
         """All terms above this one (parents, their parents, ...); see :meth:`descendants`."""
-        return self._single().ancestors(include_self=include_self, method=method)
+        return hierarchy.related(self, "ancestors", include_self, method)

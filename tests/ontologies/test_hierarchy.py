@@ -121,7 +121,7 @@ def test_the_closure_follows_parent_changes_made_through_the_orm() -> None:
 def test_a_cycle_through_the_orm_is_refused_with_the_terms_named() -> None:
     t_cell = CellType.get(ontology_id=T_CELL)
     lymphocyte = CellType.get(ontology_id=LYMPHOCYTE)
-    message = f"CellType {lymphocyte.pk} under {t_cell.pk}"
+    message = f"Linking CellType {LYMPHOCYTE} under {T_CELL} would make a cycle"
     with pytest.raises(HierarchyCycleError, match=message), transaction.atomic():
         lymphocyte.parents.add(t_cell)
     assert not lymphocyte.parents.filter(pk=t_cell.pk).exists()
@@ -139,3 +139,5 @@ def test_unknown_method_and_registry_without_hierarchy() -> None:
         CellType.get(ontology_id=T_CELL).descendants(method="bfs")
     with pytest.raises(AttributeError):
         ln.ontologies.Gene.filter(symbol="CD3E").descendants()
+    with pytest.raises(ValueError, match="CellType draft is not saved yet: save it before"):
+        CellType(name="draft").ancestors()

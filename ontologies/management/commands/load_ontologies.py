@@ -53,6 +53,24 @@ class BarProgress:
         self._progress.console.print(summary, markup=False, highlight=False, soft_wrap=True)
 
 
+class LineProgress:
+    """Importer progress as plain lines (when stderr is not a terminal: logs, CI)."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+
+    def begin(self, label: str, steps: int) -> None:
+        """Say which import starts."""
+        self._console.print(f"{label} ...", markup=False, highlight=False, soft_wrap=True)
+
+    def step(self, description: str) -> None:
+        """Steps are not shown line by line."""
+
+    def finish(self, summary: str) -> None:
+        """Print what the import did."""
+        self._console.print(summary, markup=False, highlight=False, soft_wrap=True)
+
+
 def _names(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
@@ -112,9 +130,13 @@ class Command(BaseCommand):
             MofNCompleteColumn(),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, console=console, transient=False) as bars:
-            progress = NoProgress() if options["quiet"] else BarProgress(bars)
-            reports = self._run(mode, options, progress)
+        if options["quiet"]:
+            reports = self._run(mode, options, NoProgress())
+        elif not console.is_terminal:
+            reports = self._run(mode, options, LineProgress(console))
+        else:
+            with Progress(*columns, console=console) as bars:
+                reports = self._run(mode, options, BarProgress(bars))
         changed = sum(1 for r in reports if r.changed)
         console.print(
             f"{len(reports)} import(s), {changed} changed the registries, "
