@@ -16,10 +16,10 @@ from django.db import models
 from ontologies import hierarchy
 from ontologies.errors import OntologyIdPrefixError
 from ontologies.query import OntologyManager
-from registry.models.base import TracedRecord, hashed_uid, uid_field
+from registry.models.base import TracedRecord, class_query_method, hashed_uid, uid_field
 
 if TYPE_CHECKING:
-    from ontologies.standardize import InspectResult
+    pass
 
 ONTOLOGY_UID_LENGTH = 10
 SYNONYM_SEPARATOR = "|"
@@ -58,20 +58,9 @@ class CurationMixin:
     """Class-level ``standardize``/``validate``/``inspect`` of a registry (``CellType.inspect``),
     delegating to its manager; see :class:`ontologies.query.TermQuerySet`."""
 
-    @classmethod
-    def standardize(cls, values: Iterable[Any], **kwargs: Any) -> list[Any]:
-        """See :meth:`ontologies.query.TermQuerySet.standardize`."""
-        return cls.objects.standardize(values, **kwargs)  # type: ignore[attr-defined]
-
-    @classmethod
-    def validate(cls, values: Iterable[Any], **kwargs: Any) -> Any:
-        """See :meth:`ontologies.query.TermQuerySet.validate`."""
-        return cls.objects.validate(values, **kwargs)  # type: ignore[attr-defined]
-
-    @classmethod
-    def inspect(cls, values: Iterable[Any], **kwargs: Any) -> InspectResult:
-        """See :meth:`ontologies.query.TermQuerySet.inspect`."""
-        return cls.objects.inspect(values, **kwargs)  # type: ignore[attr-defined]
+    standardize = class_query_method("standardize")
+    validate = class_query_method("validate")
+    inspect = class_query_method("inspect")
 
 
 class OntologyRecord(CurationMixin, TracedRecord):

@@ -113,7 +113,9 @@ class Record(models.Model):
         return str(value) if value is not None else f"{type(self).__name__} {self.pk}"
 
 
-def _class_query_method(name: str) -> classmethod:
+def class_query_method(name: str) -> classmethod:
+    """A classmethod that runs the manager's method ``name`` (``Artifact.filter(...)``)."""
+
     def method(cls: type[Record], *args: Any, **kwargs: Any) -> Any:
         return getattr(cls.objects, name)(*args, **kwargs)
 
@@ -123,7 +125,7 @@ def _class_query_method(name: str) -> classmethod:
 
 
 for _name in CLASS_QUERY_METHODS:
-    setattr(Record, _name, _class_query_method(_name))
+    setattr(Record, _name, class_query_method(_name))
 
 
 class TracedRecord(Record):
