@@ -35,3 +35,51 @@ class NoRecordError(RegistryError, ObjectDoesNotExist):
 
 class MultipleRecordsError(RegistryError, MultipleObjectsReturned):
     """``one()`` or ``one_or_none()`` found more than one record."""
+
+
+# --- storage and accessors (cache, load, open) ------------------------------------------------
+
+
+class StorageError(RegistryError):
+    """Reading an artifact's bytes from its storage failed."""
+
+
+class UnknownStorageError(StorageError, ValueError):
+    """A storage root this installation cannot read (unsupported scheme, relative or missing
+    local folder)."""
+
+
+class StorageNotFoundError(StorageError, LookupError):
+    """No Storage record has the given root."""
+
+
+class ObjectNotFoundError(StorageError, FileNotFoundError):
+    """The artifact's object is not in its storage (HTTP 404, missing file)."""
+
+
+class StorageAccessDeniedError(StorageError, PermissionError):
+    """The storage refused access to the artifact's object (HTTP 403, bad credentials)."""
+
+
+class StorageUnreachableError(StorageError, ConnectionError):
+    """The storage endpoint cannot be reached."""
+
+
+class VerificationError(StorageError):
+    """A downloaded copy does not match what the artifact records; the copy was deleted."""
+
+
+class SizeMismatchError(VerificationError):
+    """The object's size differs from the artifact's size."""
+
+
+class HashMismatchError(VerificationError):
+    """The downloaded bytes do not hash to the artifact's (or the object's) hash."""
+
+
+class CorruptFileError(StorageError):
+    """The artifact's file cannot be read as its format (truncated or damaged)."""
+
+
+class UnsupportedAccessError(StorageError, TypeError):
+    """The accessor does not apply to this kind of artifact (e.g. ``load()`` on a SOMA store)."""

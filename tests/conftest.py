@@ -18,6 +18,7 @@ from django.db import connections
 
 from registry import instances, synthetic
 
+pytest_plugins = ["tests.s3"]
 PG_SERVER = os.environ.get("CELLREGISTRY_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 N_ARTIFACTS = 1000
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.db import models
 
@@ -92,6 +92,33 @@ class Artifact(VersionedRecord):
         if root.startswith("s3://"):
             return f"{root.rstrip('/')}/{self.key}"
         return Path(root) / self.key
+
+    # The accessors import boto3, h5py, anndata and tiledbsoma: ``registry.accessors`` is
+    # imported on first use of an accessor (not a cycle workaround: it keeps the models light).
+
+    def cache(self) -> Path:
+        """A local path of the artifact's bytes: a local storage's own file, else a copy in
+        ``$CELLREGISTRY_HOME/cache/<bucket>/<key>``, downloaded once (verified size and hash,
+        atomic rename, one download across processes)."""
+        from registry.accessors.cache import cache_artifact
+
+        return cache_artifact(self)
+
+    def load(self, **kwargs: Any) -> Any:
+        """Cache and read the artifact into memory: ``AnnData`` for ``.h5ad``, a pandas
+        DataFrame for ``.parquet``/``.csv``. ``kwargs`` go to the reader. SOMA stores: use
+        ``open()``."""
+        from registry.accessors import api
+
+        return api.load(self, **kwargs)
+
+    def open(self) -> Any:
+        """Stream without downloading: an ``AnnDataAccessor`` for ``.h5ad`` (slice it, then
+        ``to_memory()``), the opened TileDB-SOMA object for a ``tiledbsoma`` store. Both are
+        context managers."""
+        from registry.accessors import api
+
+        return api.open_artifact(self)
 
     @property
     def labels(self) -> ArtifactLabels:

@@ -1,0 +1,1 @@
+"""Demo Census releases: plan, cells, h5ad files, SOMA store."""

@@ -1,0 +1,136 @@
+"""The storage backend interface: what ``cache``, ``load`` and ``open`` need from a storage root.
+
+A backend reads objects by their artifact ``key`` (the path inside the storage root). It never
+touches the database: ``registry.accessors.backends.backend_for`` builds one from a Storage record.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Protocol
+
+from registry.errors import StorageError
+
+
+class StorageLike(Protocol):
+    """The fields of :class:`registry.models.Storage` that backends read."""
+
+    root: str
+    endpoint_url: str
+    region: str
+    anonymous: bool
+
+
+class ArtifactLike(Protocol):
+    """The fields of :class:`registry.models.Artifact` that the accessors read."""
+
+    key: str
+    storage: StorageLike
+    suffix: str
+    otype: str
+    size: int | None
+    hash: str
+    hash_type: str
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a storage says about one object, without downloading it.
+
+    Attributes:
+        size: bytes (for a folder/prefix: the sum over its files).
+        hash: for S3 the ETag without quotes (``md5`` hex, or ``<hex>-<N>`` for a multipart
+            upload); for a local file ``""`` unless a hash was asked for.
+        hash_type: ``md5``, ``md5-n`` or ``""``.
+        is_dir: the key is a folder (local) or a prefix (S3), e.g. a TileDB-SOMA store.
+    """
+
+    size: int
+    hash: str = ""
+    hash_type: str = ""
+    is_dir: bool = False
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a folder artifact: its path relative to the folder, and its size."""
+
+    relpath: str
+    size: int
+
+
+def check_key(key: str, root: str) -> str:
+    """Refuse keys that would escape the storage root (or the cache) once joined to a path."""
+    parts = PurePosixPath(key).parts
+    if not key or key.startswith("/") or ".." in parts:
+        raise StorageError(
+            f"Invalid artifact key {key!r} in storage {root!r}: a key is a relative path inside "
+            "the storage without '..' segments. Fix the artifact's key."
+        )
+    return key
+
+
+class Backend(ABC):
+    """Read access to the objects under one storage root."""
+
+    root: str
+
+    @abstractmethod
+    def uri(self, key: str) -> str:
+        """Where the object of ``key`` is (a local path or an ``s3://`` URL)."""
+
+    def local_path(self, key: str) -> Path | None:
+        """The object's own local path when the storage is local, else ``None``."""
+        return None
+
+    @abstractmethod
+    def stat(self, key: str, *, with_hash: bool = False) -> ObjectInfo:
+        """Size and hash of an object (or total size of a folder), without downloading it.
+
+        Args:
+            key: the artifact key.
+            with_hash: compute the md5 of a local file (S3 always reports its ETag).
+
+        Raises:
+            ObjectNotFoundError: nothing at ``key``.
+            StorageAccessDeniedError: the storage refused access.
+        """
+
+    @abstractmethod
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """``length`` bytes of the object from offset ``start`` (fewer at its end)."""
+
+    @abstractmethod
+    def download(self, key: str, dest: Path, size: int | None = None) -> None:
+        """Copy the object to the file ``dest`` (``size`` from a previous ``stat`` spares one
+        request)."""
+
+    @abstractmethod
+    def list_files(self, key: str) -> list[FileEntry]:
+        """The files of a folder/prefix object (empty when there are none)."""
+
+    @abstractmethod
+    def download_files(self, key: str, files: Sequence[FileEntry], dest: Path) -> None:
+        """Copy the files of a folder/prefix into the folder ``dest`` (same relative paths)."""
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """A seekable, read-only binary file object over the object."""
+
+    def multipart_part_size(self, key: str) -> int | None:
+        """The size of the first upload part of a multipart object, when the storage says."""
+        return None
+
+    def tiledb_config(self) -> dict[str, str]:
+        """TileDB configuration that lets TileDB-SOMA read this storage."""
+        return {}
+
+    @abstractmethod
+    def cache_relpath(self, key: str) -> PurePosixPath:
+        """Where a cached copy goes, relative to ``$CELLREGISTRY_HOME/cache``."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.root!r})"
