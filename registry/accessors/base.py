@@ -56,10 +56,13 @@ class ObjectInfo:
 
 @dataclass(frozen=True)
 class FileEntry:
-    """One file of a folder artifact: its path relative to the folder, and its size."""
+    """One file of a folder: its path relative to the folder, its size, and its hash when the
+    listing reports one (S3 listings carry each object's ETag; local listings none)."""
 
     relpath: str
     size: int
+    hash: str = ""
+    hash_type: str = ""
 
 
 def check_key(key: str, root: str) -> str:

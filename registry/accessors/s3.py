@@ -76,6 +76,13 @@ class _RequestCounter:
 _REQUESTS = _RequestCounter()
 
 
+def etag_hash(etag: str) -> tuple[str, str]:
+    """An S3 ETag as (hash, hash_type): ``md5`` for a single-part upload, ``md5-n`` for a
+    multipart one (``<hex>-<N>``), empty when there is none."""
+    etag = etag.strip('"')
+    return etag, ("md5-n" if "-" in etag else ("md5" if etag else ""))
+
+
 def request_count() -> int:
     """HTTP requests this process has sent to S3 through the backends (tests, benchmarks)."""
     return _REQUESTS.value
@@ -250,8 +257,7 @@ class S3Backend(Backend):
             raise self.translate(exc, key) from exc
         except BotoCoreError as exc:
             raise self.translate(exc, key) from exc
-        etag = head.get("ETag", "").strip('"')
-        hash_type = "md5-n" if "-" in etag else ("md5" if etag else "")
+        etag, hash_type = etag_hash(head.get("ETag", ""))
         return ObjectInfo(size=head["ContentLength"], hash=etag, hash_type=hash_type)
 
     def multipart_part_size(self, key: str) -> int | None:
@@ -313,7 +319,8 @@ class S3Backend(Backend):
                 for obj in page.get("Contents", []):
                     rel = obj["Key"][len(prefix) :]
                     if rel and not rel.endswith("/"):
-                        files.append(FileEntry(rel, int(obj["Size"])))
+                        etag, hash_type = etag_hash(obj.get("ETag", ""))
+                        files.append(FileEntry(rel, int(obj["Size"]), etag, hash_type))
         except (ClientError, BotoCoreError) as exc:
             raise self.translate(exc, key) from exc
         return files

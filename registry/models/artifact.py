@@ -53,6 +53,12 @@ class Artifact(VersionedRecord):
         help_text="external id, e.g. the CELLxGENE dataset_id",
     )
     reference_type = models.CharField(max_length=64, blank=True, default="")
+    reference_version = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="external version id, e.g. the CELLxGENE dataset_version_id",
+    )
 
     cell_types = _labels("ontologies.CellType", "registry.ArtifactCellType")
     tissues = _labels("ontologies.Tissue", "registry.ArtifactTissue")

@@ -1,0 +1,402 @@
+"""Cell counts per dataset and term: what the annotate step links to each artifact.
+
+For each dataset, every feature of :data:`FEATURES` maps each of its values to a
+:class:`TermCount` (cells, and primary cells). The value is the ontology term id for ontology
+features (``cell_type``, ``tissue``, ..., ``organism``) and the obs value itself for
+``suspension_type``, ``tissue_type`` and ``donor_id``.
+
+Two sources give the same counts:
+
+- :func:`scan_store`: one columnar scan of the SOMA obs of every experiment of a Census-like
+  store. Each experiment's ``soma_joinid`` range is cut into chunks of ``chunk_rows`` rows; each
+  chunk is a task of the executor (processes, or Ray) that opens the store itself, reads only the
+  columns it counts for its range of rows, and returns the counts of that range; the driver
+  merges them. No task, and not the driver, ever holds the whole obs.
+- :func:`count_obs`: the obs of one dataset (e.g. read from its h5ad), for a dataset that is not
+  in the store.
+
+Counting is vectorised: each column is dictionary-encoded (or used as it is when the store
+already holds it as a dictionary) and ``numpy.bincount`` counts the pairs (dataset, value), once
+for all cells and once for primary cells. Multi-valued values (``"A || B"``) are split after
+grouping: the combined value is counted once, and its counts are then added to each of its terms
+(a cell of ``"A || B"`` counts for ``A`` and for ``B``; a term listed twice counts once).
+
+The values ``"unknown"`` and ``"na"`` (e.g. the ethnicity of mouse cells) are kept in the counts
+like any other value: they are no ontology terms, and whether to link them is the caller's
+decision.
+
+This module is Django-free: it runs in executor workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from curation.executors import TaskExecutor
+
+#: every feature an artifact is annotated with, in link order
+FEATURES: tuple[str, ...] = (
+    "cell_type",
+    "tissue",
+    "tissue_general",
+    "disease",
+    "assay",
+    "organism",
+    "development_stage",
+    "self_reported_ethnicity",
+    "sex",
+    "suspension_type",
+    "tissue_type",
+    "donor_id",
+)
+#: features whose values are ontology term ids (obs column ``<feature>_ontology_term_id``)
+ONTOLOGY_FEATURES = frozenset(FEATURES) - {"suspension_type", "tissue_type", "donor_id"}
+#: features that a source may lack (``tissue_general`` is added by the Census, not in h5ads)
+OPTIONAL_FEATURES = frozenset({"tissue_general"})
+#: features read from obs columns (organism comes from the store's or the file's metadata)
+OBS_FEATURES: tuple[str, ...] = tuple(f for f in FEATURES if f != "organism")
+PRIMARY_COLUMN = "is_primary_data"
+DATASET_COLUMN = "dataset_id"
+MULTI_TERM_DELIMITER = "||"
+DEFAULT_CHUNK_ROWS = 1_000_000
+#: above this many (dataset, value) cells, pairs are compacted with numpy.unique first
+_DENSE_LIMIT = 1 << 22
+
+
+class AnnotationError(ValueError):
+    """Cells that cannot be counted (a missing or incomplete obs column, a bad store)."""
+
+
+@dataclass(frozen=True)
+class TermCount:
+    """Cells of a dataset with a term, and how many of them are primary data."""
+
+    n_cells: int
+    n_primary_cells: int
+
+
+#: feature -> value -> counts, for one dataset
+DatasetCounts = dict[str, dict[str, TermCount]]
+#: (dataset id, feature, unsplit value) -> [cells, primary cells], while counting
+_Tally = dict[tuple[str, str, str], list[int]]
+
+
+def obs_column(feature: str) -> str:
+    """The obs column holding ``feature`` (``cell_type`` -> ``cell_type_ontology_term_id``)."""
+    return f"{feature}_ontology_term_id" if feature in ONTOLOGY_FEATURES else feature
+
+
+def split_terms(value: str) -> list[str]:
+    """The terms of a multi-valued obs value: ``"A || B"`` -> ``["A", "B"]``.
+
+    A value without the delimiter is returned as it is; the parts of a multi-valued one are
+    stripped, and empty or repeated parts are dropped.
+    """
+    if MULTI_TERM_DELIMITER not in value:
+        return [value]
+    parts = (part.strip() for part in value.split(MULTI_TERM_DELIMITER))
+    return list(dict.fromkeys(part for part in parts if part))
+
+
+# --- vectorised counting ----------------------------------------------------------------------
+
+
+def _codes(column: pa.ChunkedArray | pa.Array, name: str) -> tuple[np.ndarray, list[str]]:
+    """Dictionary codes (int64) and the dictionary of a string column (nulls are an error)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if column.null_count:
+        raise AnnotationError(
+            f"obs column {name!r} has {column.null_count} empty value(s): every cell needs one."
+        )
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    indices = column.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return indices, [str(v) for v in column.dictionary.to_pylist()]
+
+
+def _pair_counts(
+    datasets: np.ndarray, n_datasets: int, values: np.ndarray, n_values: int, primary: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cells and primary cells per (dataset code, value code) pair that occurs.
+
+    Returns:
+        dataset codes, value codes, cells, primary cells (equal-length arrays).
+    """
+    keys = datasets * n_values + values
+    size = n_datasets * n_values
+    if size <= _DENSE_LIMIT:
+        total = np.bincount(keys, minlength=size)
+        prim = np.bincount(keys[primary], minlength=size)
+        present = np.flatnonzero(total)
+        return present // n_values, present % n_values, total[present], prim[present]
+    present, inverse = np.unique(keys, return_inverse=True)
+    total = np.bincount(inverse, minlength=len(present))
+    prim = np.bincount(inverse[primary], minlength=len(present))
+    return present // n_values, present % n_values, total, prim
+
+
+def _tally_table(
+    table: pa.Table, features: Iterable[str], organism_id: str | None, tally: _Tally
+) -> None:
+    """Add the counts of an Arrow table of obs rows (with ``dataset_id``) to ``tally``."""
+    if table.num_rows == 0:
+        return
+    datasets, dataset_ids = _codes(table.column(DATASET_COLUMN), DATASET_COLUMN)
+    _tally_codes(datasets, dataset_ids, table, features, organism_id, tally)
+
+
+def _tally_codes(
+    datasets: np.ndarray,
+    dataset_ids: list[str],
+    table: pa.Table | pd.DataFrame,
+    features: Iterable[str],
+    organism_id: str | None,
+    tally: _Tally,
+) -> None:
+    primary = _primary(table)
+    n_datasets = len(dataset_ids)
+    columns: list[tuple[str, np.ndarray, list[str]]] = []
+    for feature in features:
+        name = obs_column(feature)
+        values, dictionary = (
+            _codes(table.column(name), name)
+            if isinstance(table, pa.Table)
+            else _frame_codes(table[name], name)
+        )
+        columns.append((feature, values, dictionary))
+    if organism_id is not None:
+        columns.append(("organism", np.zeros(len(datasets), np.int64), [organism_id]))
+    for feature, values, dictionary in columns:
+        d, v, total, prim = _pair_counts(datasets, n_datasets, values, len(dictionary), primary)
+        for di, vi, t, p in zip(d.tolist(), v.tolist(), total.tolist(), prim.tolist(), strict=True):
+            entry = tally.setdefault((dataset_ids[di], feature, dictionary[vi]), [0, 0])
+            entry[0] += t
+            entry[1] += p
+
+
+def _primary(table: pa.Table | pd.DataFrame) -> np.ndarray:
+    """The ``is_primary_data`` column as a numpy bool array."""
+    if PRIMARY_COLUMN not in (table.column_names if isinstance(table, pa.Table) else table.columns):
+        raise AnnotationError(f"obs has no {PRIMARY_COLUMN!r} column: every cell needs one.")
+    if isinstance(table, pa.Table):
+        column = table.column(PRIMARY_COLUMN)
+        if column.null_count:
+            raise AnnotationError(f"obs column {PRIMARY_COLUMN!r} has empty values.")
+        return column.to_numpy().astype(bool, copy=False)
+    series = table[PRIMARY_COLUMN]
+    if series.isna().any():
+        raise AnnotationError(f"obs column {PRIMARY_COLUMN!r} has empty values.")
+    return series.to_numpy().astype(bool)
+
+
+def _frame_codes(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
+    """Codes and categories of a pandas column (categorical codes as they are)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = np.asarray(series.cat.codes, dtype=np.int64)
+        categories = [str(c) for c in series.cat.categories]
+    else:
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        codes = codes.astype(np.int64, copy=False)
+        categories = [str(c) for c in uniques]
+    if len(codes) and codes.min() < 0:
+        raise AnnotationError(
+            f"obs column {name!r} has {int((codes < 0).sum())} empty value(s): every cell "
+            "needs one."
+        )
+    return codes, categories
+
+
+def _finish(tally: _Tally) -> dict[str, DatasetCounts]:
+    """Split multi-valued values and build the per-dataset counts."""
+    sums: dict[str, dict[str, dict[str, list[int]]]] = {}
+    for (dataset_id, feature, value), (n, n_primary) in tally.items():
+        by_value = sums.setdefault(dataset_id, {}).setdefault(feature, {})
+        terms = split_terms(value) if feature in ONTOLOGY_FEATURES else [value]
+        for term in terms:
+            entry = by_value.setdefault(term, [0, 0])
+            entry[0] += n
+            entry[1] += n_primary
+    return {
+        dataset_id: {
+            feature: {value: TermCount(n, p) for value, (n, p) in sorted(values.items())}
+            for feature, values in sorted(features.items(), key=lambda f: FEATURES.index(f[0]))
+        }
+        for dataset_id, features in sums.items()
+    }
+
+
+def _merge(into: _Tally, part: _Tally) -> None:
+    for key, (n, n_primary) in part.items():
+        entry = into.get(key)
+        if entry is None:
+            into[key] = [n, n_primary]
+        else:
+            entry[0] += n
+            entry[1] += n_primary
+
+
+# --- one dataset's obs ------------------------------------------------------------------------
+
+
+def count_obs(obs: pd.DataFrame, organism_id: str) -> DatasetCounts:
+    """The counts of one dataset from its obs (e.g. ``artifact.open().obs`` of its h5ad).
+
+    Args:
+        obs: one row per cell with ``is_primary_data`` and the columns of every feature but
+            organism (``<feature>_ontology_term_id`` for ontology features; ``tissue_general``
+            may be missing: h5ads do not have it, then it is not counted).
+        organism_id: the dataset's organism term id (``uns["organism_ontology_term_id"]``);
+            every cell counts for it.
+
+    Raises:
+        AnnotationError: a required column is missing or has empty values.
+    """
+    features = _present_features(list(obs.columns), "the obs")
+    tally: _Tally = {}
+    if len(obs):
+        datasets = np.zeros(len(obs), dtype=np.int64)
+        _tally_codes(datasets, [""], obs, features, organism_id, tally)
+    return _finish(tally).get("", {})
+
+
+def _present_features(columns: list[str], where: str) -> list[str]:
+    """The obs features to count given the available ``columns`` (optional ones may lack)."""
+    available = set(columns)
+    missing = [
+        obs_column(f)
+        for f in OBS_FEATURES
+        if obs_column(f) not in available and f not in OPTIONAL_FEATURES
+    ]
+    if PRIMARY_COLUMN not in available:
+        missing.append(PRIMARY_COLUMN)
+    if missing:
+        raise AnnotationError(
+            f"{where} lacks the column(s) {', '.join(missing)}: cells cannot be counted without "
+            "them (is it a CELLxGENE dataset with the portal's columns?)."
+        )
+    return [f for f in OBS_FEATURES if obs_column(f) in available]
+
+
+# --- the scan of a SOMA store -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """One executor task: rows ``start..stop`` (inclusive) of an experiment's obs."""
+
+    obs_uri: str
+    tiledb_config: dict[str, str]
+    start: int
+    stop: int
+    features: tuple[str, ...]
+    organism_id: str
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """The counts of one chunk: (dataset id, feature, unsplit value) -> [cells, primary]."""
+
+    n_rows: int
+    tally: _Tally
+
+
+def _context(tiledb_config: dict[str, str]):  # noqa: ANN202 - tiledbsoma is imported lazily
+    from tiledbsoma import SOMATileDBContext
+
+    return SOMATileDBContext(tiledb_config=dict(tiledb_config))
+
+
+def scan_chunk(task: ChunkTask) -> ChunkResult:
+    """Count the cells of one chunk of an obs (runs in a worker; reads only needed columns)."""
+    import tiledbsoma
+
+    columns = [DATASET_COLUMN, PRIMARY_COLUMN, *(obs_column(f) for f in task.features)]
+    tally: _Tally = {}
+    n_rows = 0
+    with tiledbsoma.DataFrame.open(task.obs_uri, context=_context(task.tiledb_config)) as obs:
+        batches = obs.read(coords=(slice(task.start, task.stop),), column_names=columns)
+        for table in batches:  # partial results when a chunk exceeds the read buffers
+            n_rows += table.num_rows
+            _tally_table(table, task.features, task.organism_id, tally)
+    return ChunkResult(n_rows, tally)
+
+
+def chunk_tasks(uri: str, tiledb_config: dict[str, str], chunk_rows: int) -> Iterator[ChunkTask]:
+    """The chunks of every experiment of the store at ``uri`` (organisms from census_info)."""
+    import tiledbsoma
+
+    if chunk_rows < 1:
+        raise AnnotationError(f"chunk_rows must be at least 1 (got {chunk_rows}).")
+    try:
+        census = tiledbsoma.open(uri, context=_context(tiledb_config))
+    except Exception as exc:  # noqa: BLE001 - TileDB raises several kinds; name the store
+        raise AnnotationError(f"Cannot open the SOMA store {uri}: {exc}") from exc
+    with census:
+        if "census_info" not in census or "census_data" not in census:
+            raise AnnotationError(
+                f"{uri} is not a Census-like SOMA store (census_info and census_data expected)."
+            )
+        organisms = (
+            census["census_info"]["organisms"]
+            .read(column_names=["organism_ontology_term_id", "organism"])
+            .concat()
+            .to_pylist()
+        )
+        data = census["census_data"]
+        for row in organisms:
+            name, organism_id = row["organism"], row["organism_ontology_term_id"]
+            if name not in data:
+                raise AnnotationError(
+                    f"census_info/organisms lists {name!r} ({organism_id}) but {uri} has no "
+                    f"census_data/{name} experiment."
+                )
+            obs = data[name].obs
+            domain = obs.non_empty_domain()
+            if not domain or domain[0] is None or obs.count == 0:
+                continue
+            low, high = (int(x) for x in domain[0])
+            features = tuple(_present_features(obs.schema.names, f"{obs.uri}"))
+            for start in range(low, high + 1, chunk_rows):
+                stop = min(start + chunk_rows - 1, high)
+                yield ChunkTask(obs.uri, tiledb_config, start, stop, features, organism_id)
+
+
+def scan_store(
+    uri: str,
+    tiledb_config: dict[str, str],
+    executor: TaskExecutor,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> dict[str, DatasetCounts]:
+    """Counts of every dataset of every experiment of a Census-like SOMA store.
+
+    One columnar scan of each experiment's obs, in chunks of ``chunk_rows`` rows run on
+    ``executor``; the driver merges the chunks' counts as they arrive. Every cell of an
+    experiment counts for the organism of ``census_info/organisms`` it belongs to.
+
+    Args:
+        uri: the store (``.../soma``; a local path or ``s3://`` URI).
+        tiledb_config: TileDB configuration to read it (``registry.accessors.backends.
+            tiledb_config(storage)``; empty for a local store).
+        executor: where the chunks are counted (see :mod:`curation.executors`).
+        chunk_rows: rows of obs per task.
+
+    Returns:
+        dataset id -> feature -> value -> :class:`TermCount` (values split, see the module).
+
+    Raises:
+        AnnotationError: the store cannot be opened, is not Census-like, or lacks a column.
+    """
+    tally: _Tally = {}
+    tasks = list(chunk_tasks(uri, tiledb_config, chunk_rows))  # a few: the store is closed
+    for result in executor.map(scan_chunk, tasks):
+        _merge(tally, result.tally)
+    return _finish(tally)

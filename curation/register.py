@@ -1,0 +1,247 @@
+"""Register a release's datasets by reference and link them to their terms, one transaction each.
+
+Each dataset becomes one Artifact (key ``cell-census/<tag>/h5ads/<id>.h5ad`` on the release's
+storage; size and ETag from the listing; ``reference`` = dataset_id, ``reference_version`` =
+dataset_version_id; ``version`` = tag) that revises the artifact of the same dataset_id in the
+previous release, and is linked to the terms of every feature with cell counts. A dataset is
+written in one transaction, so an interrupted run leaves whole datasets or nothing; a rerun skips
+the datasets that are there.
+
+Feature -> registry: ontology features link to the ontology registries by ontology id (the values
+``unknown`` and ``na`` mean "no term" and link nothing); ``suspension_type``, ``tissue_type`` and
+``donor_id`` link to ULabels of the types ``SuspensionType``, ``TissueType`` and ``Donor`` (a
+donor label is named by its donor_id as the dataset gives it; CELLxGENE only guarantees donor ids
+to be unique within a dataset). Unknown or deprecated term ids are problems of the dataset: they
+are reported with the column and values, and the dataset's other links land.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.apps import apps
+from django.db import connections, transaction
+
+from curation.annotate import DatasetCounts, TermCount
+from curation.manifest import DatasetRow, Manifest
+from registry.labels import insert_links
+from registry.models import Artifact, Feature, Storage, ULabel
+from registry.models.base import VersionedRecord
+
+REFERENCE_TYPE = "cellxgene_dataset_id"
+NO_TERM = frozenset({"unknown", "na", ""})
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Where a feature's values link: the Artifact relation, the registry, the ULabel type."""
+
+    relation: str
+    registry: str  # "app.Model"
+    ulabel_type: str = ""
+
+    @property
+    def dtype(self) -> str:
+        """The Feature's dtype, e.g. ``cat[CellType]`` or ``cat[ULabel[Donor]]``."""
+        model = self.registry.split(".")[1]
+        return f"cat[ULabel[{self.ulabel_type}]]" if self.ulabel_type else f"cat[{model}]"
+
+
+FEATURES: dict[str, FeatureSpec] = {
+    "cell_type": FeatureSpec("cell_types", "ontologies.CellType"),
+    "tissue": FeatureSpec("tissues", "ontologies.Tissue"),
+    "tissue_general": FeatureSpec("tissues", "ontologies.Tissue"),
+    "disease": FeatureSpec("diseases", "ontologies.Disease"),
+    "assay": FeatureSpec("assays", "ontologies.Assay"),
+    "organism": FeatureSpec("organisms", "ontologies.Organism"),
+    "development_stage": FeatureSpec("developmental_stages", "ontologies.DevelopmentalStage"),
+    "self_reported_ethnicity": FeatureSpec("ethnicities", "ontologies.Ethnicity"),
+    "sex": FeatureSpec("phenotypes", "ontologies.Phenotype"),
+    "suspension_type": FeatureSpec("ulabels", "registry.ULabel", "SuspensionType"),
+    "tissue_type": FeatureSpec("ulabels", "registry.ULabel", "TissueType"),
+    "donor_id": FeatureSpec("ulabels", "registry.ULabel", "Donor"),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with one dataset, for the run report."""
+
+    dataset_id: str
+    reason: str
+    column: str = ""
+    values: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        """JSON form for ``Run.report``."""
+        return {
+            "dataset_id": self.dataset_id,
+            "reason": self.reason,
+            "column": self.column,
+            "values": list(self.values),
+        }
+
+
+@dataclass
+class Vocabulary:
+    """Term id -> pk per feature, Feature pks, and the deprecated terms met (with replacement)."""
+
+    features: dict[str, int]
+    terms: dict[str, dict[str, int]]
+    deprecated: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def ensure_features(using: str) -> dict[str, int]:
+    """The Feature records of the curated obs columns and the ULabel types (created if absent;
+    safe when another run creates them at the same time)."""
+    ids = {}
+    for name, spec in FEATURES.items():
+        feature, _ = Feature.objects.db_manager(using).get_or_create(
+            name=name, defaults={"dtype": spec.dtype}
+        )
+        ids[name] = feature.pk
+        if spec.ulabel_type:
+            ULabel.objects.db_manager(using).get_or_create(
+                name=spec.ulabel_type, type=None, defaults={"is_type": True}
+            )
+    return ids
+
+
+def resolve_terms(counts: Iterable[DatasetCounts], using: str) -> Vocabulary:
+    """Map every value met in ``counts`` to a registry pk (creating the ULabels it needs)."""
+    values: dict[str, set[str]] = {name: set() for name in FEATURES}
+    for dataset in counts:
+        for feature, terms in dataset.items():
+            if feature in values:
+                values[feature].update(t for t in terms if t not in NO_TERM)
+    vocab = Vocabulary(features=ensure_features(using), terms={})
+    for name, spec in FEATURES.items():
+        wanted = values[name]
+        if spec.ulabel_type:
+            vocab.terms[name] = _ulabels(spec.ulabel_type, wanted, using)
+            continue
+        model = apps.get_model(spec.registry)
+        found: dict[str, int] = {}
+        deprecated: dict[str, str] = {}
+        rows = model.objects.db_manager(using).filter(ontology_id__in=wanted)
+        for pk, ontology_id, is_deprecated, replaced_by in rows.values_list(
+            "pk", "ontology_id", "is_deprecated", "replaced_by"
+        ):
+            if is_deprecated:
+                deprecated[ontology_id] = replaced_by or ""
+            else:
+                found[ontology_id] = pk
+        vocab.terms[name] = found
+        vocab.deprecated[name] = deprecated
+    return vocab
+
+
+def _ulabels(type_name: str, names: set[str], using: str) -> dict[str, int]:
+    manager = ULabel.objects.db_manager(using)
+    kind = manager.get(name=type_name, type=None)
+    existing = dict(manager.filter(type=kind, name__in=names).values_list("name", "pk"))
+    missing = sorted(names - set(existing))
+    if missing:
+        manager.bulk_create(
+            [ULabel(name=name, type=kind) for name in missing], ignore_conflicts=True
+        )
+        existing = dict(manager.filter(type=kind, name__in=names).values_list("name", "pk"))
+    return existing
+
+
+def link_rows(
+    artifact_id: int, dataset: DatasetRow, counts: DatasetCounts, vocab: Vocabulary
+) -> tuple[dict[str, list[tuple]], list[Problem]]:
+    """Link rows per relation for one dataset, and its problems (unknown/deprecated terms)."""
+    rows: dict[str, list[tuple]] = {}
+    problems: list[Problem] = []
+    for name, spec in FEATURES.items():
+        terms: dict[str, TermCount] = counts.get(name, {})
+        unknown, deprecated = [], []
+        for value, count in sorted(terms.items()):
+            if value in NO_TERM and not spec.ulabel_type:
+                continue
+            pk = vocab.terms[name].get(value)
+            if pk is None:
+                (deprecated if value in vocab.deprecated.get(name, {}) else unknown).append(value)
+                continue
+            rows.setdefault(spec.relation, []).append(
+                (artifact_id, pk, vocab.features[name], count.n_cells, count.n_primary_cells)
+            )
+        column = name if spec.ulabel_type else f"{name}_ontology_term_id"
+        if unknown:
+            problems.append(Problem(dataset.dataset_id, "unknown term ids", column, tuple(unknown)))
+        if deprecated:
+            replaced = [f"{v} (replaced by {vocab.deprecated[name][v] or '?'})" for v in deprecated]
+            problems.append(
+                Problem(dataset.dataset_id, "deprecated terms", column, tuple(replaced))
+            )
+    return rows, problems
+
+
+def register_dataset(
+    manifest: Manifest,
+    dataset: DatasetRow,
+    counts: DatasetCounts,
+    vocab: Vocabulary,
+    storage: Storage,
+    run_id: int | None,
+    using: str,
+) -> tuple[Artifact | None, list[Problem]]:
+    """Register one dataset and its links in one transaction; None if it was there already."""
+    key = manifest.root.h5ad_key(dataset.h5ad_path)
+    entry = manifest.files[dataset.h5ad_path]
+    manager = Artifact.objects.db_manager(using)
+    with transaction.atomic(using=using):
+        _lock(dataset.dataset_id, using)
+        if manager.filter(storage=storage, key=key, version=manifest.root.tag).exists():
+            return None, []
+        artifact = Artifact(
+            key=key,
+            storage=storage,
+            suffix=".h5ad",
+            otype=Artifact.OType.ANNDATA,
+            description=dataset.title,
+            size=entry.size,
+            hash=entry.hash,
+            hash_type=entry.hash_type,
+            n_observations=dataset.n_cells,
+            reference=dataset.dataset_id,
+            reference_type=REFERENCE_TYPE,
+            reference_version=dataset.dataset_version_id,
+            version=manifest.root.tag,
+            run_id=run_id,
+        )
+        save_version(artifact, manager.filter(storage=storage, reference=dataset.dataset_id), using)
+        rows, problems = link_rows(artifact.pk, dataset, counts, vocab)
+        for relation, relation_rows in rows.items():
+            through = Artifact._meta.get_field(relation).remote_field.through
+            insert_links(through, relation_rows, using)
+    return artifact, problems
+
+
+def save_version(record: VersionedRecord, family: Iterable[VersionedRecord], using: str) -> None:
+    """Save ``record`` (``version`` set) as a version of ``family`` (e.g. the artifacts of the same
+    dataset): it revises the newest older version; it is the latest unless a newer version exists
+    (releases curated out of order), in which case that one now revises it."""
+    family = [f for f in family if f.version and f.pk != record.pk]
+    older = [f for f in family if f.version < record.version]
+    newer = sorted((f for f in family if f.version > record.version), key=lambda f: f.version)
+    if older:
+        record.revises = max(older, key=lambda f: f.version)
+    elif newer:  # join the family of the newer versions
+        record.uid = newer[0].stem_uid + record.uid[record.STEM_LENGTH :]
+    record.is_latest = not newer
+    record.save(using=using)
+    if newer and (newer[0].revises_id is None or newer[0].revises.version < record.version):
+        type(record).objects.db_manager(using).filter(pk=newer[0].pk).update(revises=record)
+
+
+def _lock(name: str, using: str) -> None:
+    """Serialise concurrent runs working on the same dataset (PostgreSQL; SQLite transactions
+    are serialised by its write lock already)."""
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [name])
