@@ -30,7 +30,8 @@ This module is Django-free: it runs in executor workers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -67,8 +68,10 @@ PRIMARY_COLUMN = "is_primary_data"
 DATASET_COLUMN = "dataset_id"
 MULTI_TERM_DELIMITER = "||"
 DEFAULT_CHUNK_ROWS = 1_000_000
-#: above this many (dataset, value) cells, pairs are compacted with numpy.unique first
+#: up to this many (dataset, primary, value) combinations, one bincount counts them all
 _DENSE_LIMIT = 1 << 22
+#: stored dictionaries larger than this are renumbered over the values a batch has
+_COMPACT_ABOVE = 64
 
 
 class AnnotationError(ValueError):
@@ -109,39 +112,75 @@ def split_terms(value: str) -> list[str]:
 # --- vectorised counting ----------------------------------------------------------------------
 
 
-def _codes(column: pa.ChunkedArray | pa.Array, name: str) -> tuple[np.ndarray, list[str]]:
-    """Dictionary codes (int64) and the dictionary of a string column (nulls are an error)."""
+def _codes(column: pa.ChunkedArray | pa.Array, name: str) -> tuple[np.ndarray, list[str], bool]:
+    """Dictionary codes (int64) and the dictionary of a string column (nulls are an error).
+
+    Returns:
+        codes, dictionary, and whether every dictionary value occurs (true when encoded here;
+        a column stored as a dictionary, e.g. a TileDB enumeration, has the whole enumeration).
+    """
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     if column.null_count:
         raise AnnotationError(
             f"obs column {name!r} has {column.null_count} empty value(s): every cell needs one."
         )
-    if not pa.types.is_dictionary(column.type):
+    stored = pa.types.is_dictionary(column.type)
+    if not stored:
         column = pc.dictionary_encode(column)
-    indices = column.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    return indices, [str(v) for v in column.dictionary.to_pylist()]
+    indices = column.indices.to_numpy(zero_copy_only=False)  # int32 or int64, no copy
+    if stored and len(indices) and int(indices.max()) >= len(column.dictionary):
+        raise AnnotationError(
+            f"obs column {name!r} is stored as a dictionary (enumeration) that lacks values "
+            f"its cells use ({len(column.dictionary)} values): the store is damaged."
+        )
+    return indices, [str(v) for v in column.dictionary.to_pylist()], not stored
+
+
+def _compact(codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Codes renumbered over the values that occur: (new codes, old code of each new code)."""
+    used = np.flatnonzero(np.bincount(codes, minlength=n))
+    if len(used) == n:
+        return codes, used
+    remap = np.zeros(n, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return remap[codes], used
 
 
 def _pair_counts(
-    datasets: np.ndarray, n_datasets: int, values: np.ndarray, n_values: int, primary: np.ndarray
+    groups: np.ndarray, n_datasets: int, values: np.ndarray, n_values: int, compact: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Cells and primary cells per (dataset code, value code) pair that occurs.
+    """Cells and primary cells per (dataset, value) pair that occurs.
+
+    Args:
+        groups: ``2 * dataset code + is_primary`` of each cell.
+        n_datasets: dataset codes are below this.
+        values: value code of each cell (below ``n_values``).
+        compact: renumber the values that occur first (for large stored dictionaries).
 
     Returns:
         dataset codes, value codes, cells, primary cells (equal-length arrays).
     """
-    keys = datasets * n_values + values
-    size = n_datasets * n_values
-    if size <= _DENSE_LIMIT:
-        total = np.bincount(keys, minlength=size)
-        prim = np.bincount(keys[primary], minlength=size)
-        present = np.flatnonzero(total)
-        return present // n_values, present % n_values, total[present], prim[present]
-    present, inverse = np.unique(keys, return_inverse=True)
-    total = np.bincount(inverse, minlength=len(present))
-    prim = np.bincount(inverse[primary], minlength=len(present))
-    return present // n_values, present % n_values, total, prim
+    if compact:
+        values, used = _compact(values, n_values)
+        n_values = len(used)
+    else:
+        used = np.arange(n_values)
+    size = 2 * n_datasets * n_values
+    if size <= _DENSE_LIMIT:  # one bincount over (dataset, primary, value)
+        counts = np.bincount(groups * n_values + values, minlength=size)
+        counts = counts.reshape(n_datasets, 2, n_values)
+        total = counts.sum(axis=1)
+        d, v = np.nonzero(total)
+        return d, used[v], total[d, v], counts[d, 1, v]
+    # too many combinations for a dense count: count the ones that occur (sorting)
+    keys, counts = np.unique(groups * n_values + values, return_counts=True)
+    group, value = np.divmod(keys, n_values)
+    dataset, primary = np.divmod(group, 2)
+    pairs, index = np.unique(dataset * n_values + value, return_inverse=True)
+    total = np.bincount(index, weights=counts).astype(np.int64)
+    prim = np.bincount(index, weights=counts * primary).astype(np.int64)
+    return pairs // n_values, used[pairs % n_values], total, prim
 
 
 def _tally_table(
@@ -150,8 +189,9 @@ def _tally_table(
     """Add the counts of an Arrow table of obs rows (with ``dataset_id``) to ``tally``."""
     if table.num_rows == 0:
         return
-    datasets, dataset_ids = _codes(table.column(DATASET_COLUMN), DATASET_COLUMN)
-    _tally_codes(datasets, dataset_ids, table, features, organism_id, tally)
+    datasets, dataset_ids, _ = _codes(table.column(DATASET_COLUMN), DATASET_COLUMN)
+    datasets, used = _compact(datasets, len(dataset_ids))
+    _tally_codes(datasets, [dataset_ids[i] for i in used], table, features, organism_id, tally)
 
 
 def _tally_codes(
@@ -162,57 +202,63 @@ def _tally_codes(
     organism_id: str | None,
     tally: _Tally,
 ) -> None:
-    primary = _primary(table)
+    """Add the counts of ``table``'s cells (dataset codes ``datasets``) to ``tally``."""
+    groups = 2 * datasets + _primary(table)
     n_datasets = len(dataset_ids)
-    columns: list[tuple[str, np.ndarray, list[str]]] = []
+    columns: list[tuple[str, np.ndarray, list[str], bool]] = []
     for feature in features:
         name = obs_column(feature)
-        values, dictionary = (
-            _codes(table.column(name), name)
-            if isinstance(table, pa.Table)
-            else _frame_codes(table[name], name)
-        )
-        columns.append((feature, values, dictionary))
+        if isinstance(table, pa.Table):
+            values, dictionary, complete = _codes(table.column(name), name)
+        else:
+            values, dictionary, complete = _frame_codes(table[name], name)
+        columns.append((feature, values, dictionary, complete))
     if organism_id is not None:
-        columns.append(("organism", np.zeros(len(datasets), np.int64), [organism_id]))
-    for feature, values, dictionary in columns:
-        d, v, total, prim = _pair_counts(datasets, n_datasets, values, len(dictionary), primary)
+        columns.append(("organism", np.zeros(len(datasets), np.int64), [organism_id], True))
+    for feature, values, dictionary, complete in columns:
+        compact = not complete and len(dictionary) > _COMPACT_ABOVE
+        d, v, total, prim = _pair_counts(groups, n_datasets, values, len(dictionary), compact)
         for di, vi, t, p in zip(d.tolist(), v.tolist(), total.tolist(), prim.tolist(), strict=True):
-            entry = tally.setdefault((dataset_ids[di], feature, dictionary[vi]), [0, 0])
-            entry[0] += t
-            entry[1] += p
+            entry = tally.get((dataset_ids[di], feature, dictionary[vi]))
+            if entry is None:
+                tally[(dataset_ids[di], feature, dictionary[vi])] = [t, p]
+            else:
+                entry[0] += t
+                entry[1] += p
 
 
 def _primary(table: pa.Table | pd.DataFrame) -> np.ndarray:
-    """The ``is_primary_data`` column as a numpy bool array."""
+    """The ``is_primary_data`` column as 0/1 (int64)."""
     if PRIMARY_COLUMN not in (table.column_names if isinstance(table, pa.Table) else table.columns):
         raise AnnotationError(f"obs has no {PRIMARY_COLUMN!r} column: every cell needs one.")
     if isinstance(table, pa.Table):
         column = table.column(PRIMARY_COLUMN)
         if column.null_count:
             raise AnnotationError(f"obs column {PRIMARY_COLUMN!r} has empty values.")
-        return column.to_numpy().astype(bool, copy=False)
+        return column.to_numpy(zero_copy_only=False).astype(np.int64)
     series = table[PRIMARY_COLUMN]
     if series.isna().any():
         raise AnnotationError(f"obs column {PRIMARY_COLUMN!r} has empty values.")
-    return series.to_numpy().astype(bool)
+    return series.to_numpy().astype(bool).astype(np.int64)
 
 
-def _frame_codes(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
-    """Codes and categories of a pandas column (categorical codes as they are)."""
+def _frame_codes(series: pd.Series, name: str) -> tuple[np.ndarray, list[str], bool]:
+    """Codes, categories and completeness (see :func:`_codes`) of a pandas column."""
     if isinstance(series.dtype, pd.CategoricalDtype):
         codes = np.asarray(series.cat.codes, dtype=np.int64)
         categories = [str(c) for c in series.cat.categories]
+        complete = False  # unused categories are possible
     else:
         codes, uniques = pd.factorize(series, use_na_sentinel=True)
         codes = codes.astype(np.int64, copy=False)
         categories = [str(c) for c in uniques]
+        complete = True
     if len(codes) and codes.min() < 0:
         raise AnnotationError(
             f"obs column {name!r} has {int((codes < 0).sum())} empty value(s): every cell "
             "needs one."
         )
-    return codes, categories
+    return codes, categories, complete
 
 
 def _finish(tally: _Tally) -> dict[str, DatasetCounts]:
@@ -303,10 +349,14 @@ class ChunkTask:
 
 @dataclass(frozen=True)
 class ChunkResult:
-    """The counts of one chunk: (dataset id, feature, unsplit value) -> [cells, primary]."""
+    """The counts of one chunk: (dataset id, feature, unsplit value) -> [cells, primary].
+
+    ``cpu_seconds`` is the CPU time of the worker process (all its threads) on the chunk.
+    """
 
     n_rows: int
     tally: _Tally
+    cpu_seconds: float = 0.0
 
 
 def _context(tiledb_config: dict[str, str]):  # noqa: ANN202 - tiledbsoma is imported lazily
@@ -316,18 +366,30 @@ def _context(tiledb_config: dict[str, str]):  # noqa: ANN202 - tiledbsoma is imp
 
 
 def scan_chunk(task: ChunkTask) -> ChunkResult:
-    """Count the cells of one chunk of an obs (runs in a worker; reads only needed columns)."""
+    """Count the cells of one chunk of an obs (runs in a worker; reads only needed columns).
+
+    Raises:
+        AnnotationError: the rows cannot be read or counted (names the obs and the rows).
+    """
     import tiledbsoma
 
+    started = time.process_time()
     columns = [DATASET_COLUMN, PRIMARY_COLUMN, *(obs_column(f) for f in task.features)]
     tally: _Tally = {}
     n_rows = 0
-    with tiledbsoma.DataFrame.open(task.obs_uri, context=_context(task.tiledb_config)) as obs:
-        batches = obs.read(coords=(slice(task.start, task.stop),), column_names=columns)
-        for table in batches:  # partial results when a chunk exceeds the read buffers
-            n_rows += table.num_rows
-            _tally_table(table, task.features, task.organism_id, tally)
-    return ChunkResult(n_rows, tally)
+    try:
+        with tiledbsoma.DataFrame.open(task.obs_uri, context=_context(task.tiledb_config)) as obs:
+            batches = obs.read(coords=(slice(task.start, task.stop),), column_names=columns)
+            for table in batches:  # several when a chunk exceeds the read buffers
+                n_rows += table.num_rows
+                _tally_table(table, task.features, task.organism_id, tally)
+    except AnnotationError as exc:
+        raise AnnotationError(f"{task.obs_uri} rows {task.start}..{task.stop}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - TileDB and S3 raise several kinds
+        raise AnnotationError(
+            f"Cannot read rows {task.start}..{task.stop} of {task.obs_uri}: {exc}"
+        ) from exc
+    return ChunkResult(n_rows, tally, time.process_time() - started)
 
 
 def chunk_tasks(uri: str, tiledb_config: dict[str, str], chunk_rows: int) -> Iterator[ChunkTask]:
@@ -375,6 +437,7 @@ def scan_store(
     tiledb_config: dict[str, str],
     executor: TaskExecutor,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, DatasetCounts]:
     """Counts of every dataset of every experiment of a Census-like SOMA store.
 
@@ -388,6 +451,7 @@ def scan_store(
             tiledb_config(storage)``; empty for a local store).
         executor: where the chunks are counted (see :mod:`curation.executors`).
         chunk_rows: rows of obs per task.
+        progress: called with (cells counted, cells in the store) after each chunk.
 
     Returns:
         dataset id -> feature -> value -> :class:`TermCount` (values split, see the module).
@@ -397,6 +461,13 @@ def scan_store(
     """
     tally: _Tally = {}
     tasks = list(chunk_tasks(uri, tiledb_config, chunk_rows))  # a few: the store is closed
-    for result in executor.map(scan_chunk, tasks):
+    total = sum(task.stop - task.start + 1 for task in tasks)
+    done = 0
+    if progress:
+        progress(0, total)
+    for task, result in zip(tasks, executor.map(scan_chunk, tasks), strict=True):
         _merge(tally, result.tally)
+        done += task.stop - task.start + 1
+        if progress:
+            progress(done, total)
     return _finish(tally)

@@ -65,6 +65,7 @@ class TaskExecutor(ABC):
             items: its arguments, each picklable.
         """
 
+    @abstractmethod
     def close(self) -> None:
         """Release the workers (idempotent)."""
 
@@ -93,6 +94,9 @@ class InThreadExecutor(TaskExecutor):
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         """See :meth:`TaskExecutor.map`."""
         return (fn(item) for item in items)
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 def _windowed(
@@ -170,16 +174,14 @@ class RayExecutor(TaskExecutor):
             if not address:  # a cluster brings its own resources; Ray refuses num_cpus then
                 options["num_cpus"] = workers
             ray.init(**options)
-        self._remote: dict[Callable, Any] = {}
+        self._apply = ray.remote(_apply)
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         """See :meth:`TaskExecutor.map`."""
         ray = self._ray
-        if fn not in self._remote:
-            self._remote[fn] = ray.remote(fn)
-        remote = self._remote[fn]
+        function = ray.put(fn)  # shipped once, not with every task
         return _windowed(
-            lambda item: remote.remote(item),
+            lambda item: self._apply.remote(function, item),
             ray.get,
             lambda ref: ray.cancel(ref),
             items,
@@ -191,6 +193,11 @@ class RayExecutor(TaskExecutor):
         if self._owns_ray and self._ray.is_initialized():
             self._ray.shutdown()
         self._owns_ray = False
+
+
+def _apply(fn: Callable[[T], R], item: T) -> R:
+    """The Ray task: ``fn(item)`` (any callable, builtins included)."""
+    return fn(item)
 
 
 def _import_ray() -> Any:

@@ -126,7 +126,7 @@ def resolve_terms(counts: Iterable[DatasetCounts], using: str) -> Vocabulary:
         deprecated: dict[str, str] = {}
         rows = model.objects.db_manager(using).filter(ontology_id__in=wanted)
         for pk, ontology_id, is_deprecated, replaced_by in rows.values_list(
-            "pk", "ontology_id", "is_deprecated", "replaced_by"
+            "pk", "ontology_id", "is_deprecated", "replaced_by__ontology_id"
         ):
             if is_deprecated:
                 deprecated[ontology_id] = replaced_by or ""

@@ -29,7 +29,15 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from curation.annotate import DatasetCounts, count_obs, scan_store
+from curation.annotate import (
+    OBS_FEATURES,
+    OPTIONAL_FEATURES,
+    PRIMARY_COLUMN,
+    DatasetCounts,
+    count_obs,
+    obs_column,
+    scan_store,
+)
 from curation.collections import curate_collections, register_soma
 from curation.executors import make_executor
 from curation.manifest import DatasetRow, Manifest, ReleaseRoot, read_manifest
@@ -235,10 +243,14 @@ def _count_file(
     except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not fatal
         problems.append(Problem(row.dataset_id, f"h5ad unreadable: {exc}"))
         return None
-    needed = [f"{f}_ontology_term_id" for f in REQUIRED if f not in ("organism", "tissue")]
-    absent = [c for c in needed if c not in obs.columns]
-    if absent:
-        problems.append(Problem(row.dataset_id, "obs column missing", ", ".join(absent)))
+    needed = [obs_column(f) for f in OBS_FEATURES if f not in OPTIONAL_FEATURES]
+    absent = [c for c in [*needed, PRIMARY_COLUMN] if c not in obs.columns]
+    if PRIMARY_COLUMN in absent:
+        problems.append(Problem(row.dataset_id, "obs column missing", PRIMARY_COLUMN))
+        return None
+    for column in absent:  # counted as "unknown": nothing is linked for that feature
+        problems.append(Problem(row.dataset_id, "obs column missing", column))
+        obs[column] = "unknown"
     return count_obs(obs, organism)
 
 

@@ -1,0 +1,259 @@
+"""curate_release: a demo release mirrored into the registry by reference, with counted links,
+versions across releases, collections, and bad datasets reported rather than fatal."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import anndata
+import pytest
+import tiledbsoma
+from django.core.management import CommandError, call_command
+from django.db.models import Sum
+
+import curation.steps
+from curation.demo.plan import KIDNEY_TITLE
+from curation.demo.release import build_release
+from curation.register import FEATURES
+from registry.models import Artifact, Collection, CollectionArtifact, Run
+
+OLD, NEW = "2024-07-01", "2025-01-30"
+
+
+@pytest.fixture(scope="module")
+def bucket(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two consecutive demo releases (24 datasets, then the next one)."""
+    dest = tmp_path_factory.mktemp("census")
+    build_release(str(dest), OLD, n_datasets=24, cells_per_dataset=120, workers=1)
+    build_release(str(dest), NEW, previous=OLD, workers=1)
+    return dest
+
+
+def release(bucket: Path, tag: str) -> str:
+    return f"{bucket}/cell-census/{tag}/"
+
+
+def manifest_table(bucket: Path, tag: str) -> dict[str, dict]:
+    uri = f"{bucket}/cell-census/{tag}/soma"
+    with tiledbsoma.open(uri) as census:
+        frame = census["census_info"]["datasets"].read().concat().to_pandas()
+    return {row["dataset_id"]: row for row in frame.to_dict("records")}
+
+
+def curate(bucket: Path, tag: str, *args: str, **options: object) -> str:
+    """Run the command; its stdout."""
+    from io import StringIO
+
+    out = StringIO()
+    call_command(
+        "curate_release", *args, source=release(bucket, tag), workers=1, quiet=True, stdout=out,
+        **options,
+    )  # fmt: skip
+    return out.getvalue()
+
+
+def link_counts(artifact: Artifact, feature: str) -> dict[str, tuple[int, int]]:
+    """term (ontology id or ULabel name) -> (n_cells, n_primary_cells) of one feature's links."""
+    relation = FEATURES[feature].relation
+    through = Artifact._meta.get_field(relation).remote_field.through
+    links = through.objects.filter(artifact=artifact, feature__name=feature).select_related("label")
+    key = "name" if FEATURES[feature].ulabel_type else "ontology_id"
+    return {getattr(x.label, key): (x.n_cells, x.n_primary_cells) for x in links}
+
+
+def test_registers_every_dataset_by_reference(bucket: Path, curation_db: object) -> None:
+    out = curate(bucket, OLD)
+    rows = manifest_table(bucket, OLD)
+    assert f"added {len(rows)} artifacts" in out
+    artifacts = Artifact.filter(reference_type="cellxgene_dataset_id", version=OLD)
+    assert artifacts.count() == len(rows)
+    for artifact in artifacts:
+        row = rows[artifact.reference]
+        path = bucket / artifact.key
+        assert artifact.key == f"cell-census/{OLD}/h5ads/{row['dataset_id']}.h5ad"
+        assert artifact.size == path.stat().st_size  # from the listing: nothing downloaded
+        assert artifact.description == row["dataset_title"]
+        assert artifact.reference_version == row["dataset_version_id"]
+        assert artifact.n_observations == row["dataset_total_cell_count"]
+        assert (artifact.suffix, artifact.otype, artifact.is_latest) == (".h5ad", "AnnData", True)
+        assert artifact.storage.root == str(bucket)
+    soma = Artifact.get(key=f"cell-census/{OLD}/soma")
+    assert soma.otype == "tiledbsoma"
+    assert soma.n_observations == sum(r["dataset_total_cell_count"] for r in rows.values())
+    run = Run.filter(transform__key="curate_release").one()
+    assert run.status == "completed"
+    assert set(run.report["steps"]) == {
+        "manifest", "annotate", "register", "collections", "soma", "verify"
+    }  # fmt: skip
+
+
+def test_link_counts_equal_the_h5ads(bucket: Path, curation_db: object) -> None:
+    curate(bucket, OLD)
+    kidney = Artifact.get(description=KIDNEY_TITLE, version=OLD)
+    obs = anndata.read_h5ad(bucket / kidney.key, backed="r").obs
+    for feature in ("cell_type", "tissue", "assay", "disease", "sex", "development_stage"):
+        column = obs[f"{feature}_ontology_term_id"].astype(str)
+        primary = obs.is_primary_data.to_numpy()
+        expected = {
+            term: (int(n), int(column[primary].eq(term).sum()))
+            for term, n in column.value_counts().items()
+            if term not in ("unknown", "na")
+        }
+        assert link_counts(kidney, feature) == expected, feature
+    # multi-valued ethnicities link every term, each with the cells of all its combinations
+    ethnicity = Counter()
+    for value, n in obs.self_reported_ethnicity_ontology_term_id.astype(str).value_counts().items():
+        for term in value.split(" || "):
+            ethnicity[term] += int(n)
+    got = {term: n for term, (n, _) in link_counts(kidney, "self_reported_ethnicity").items()}
+    assert got == {t: n for t, n in ethnicity.items() if t not in ("unknown", "na")}
+    assert any(" || " in v for v in obs.self_reported_ethnicity_ontology_term_id.astype(str))
+    donors = obs.donor_id.astype(str).value_counts()
+    assert {k: v[0] for k, v in link_counts(kidney, "donor_id").items()} == donors.to_dict()
+    assert link_counts(kidney, "suspension_type") == {
+        "cell": (len(obs), int(obs.is_primary_data.sum()))
+    }
+    assert Artifact.filter(
+        cell_types__name__in=["dendritic cell", "neutrophil"],
+        tissues__name="kidney",
+        ulabels__name="cell",
+        experimental_factors__name="10x 3' v2",
+        version=OLD,
+    ).exists()
+
+
+def test_next_release_revises_and_collections_follow(bucket: Path, curation_db: object) -> None:
+    curate(bucket, OLD)
+    curate(bucket, NEW)
+    old, new = manifest_table(bucket, OLD), manifest_table(bucket, NEW)
+    for dataset_id in set(old) & set(new):
+        before = Artifact.get(reference=dataset_id, version=OLD)
+        after = Artifact.get(reference=dataset_id, version=NEW)
+        assert after.revises_id == before.pk and after.stem_uid == before.stem_uid
+        assert (before.is_latest, after.is_latest) == (False, True)
+    for dataset_id in set(old) - set(new):  # dropped: stays latest of its family
+        assert Artifact.get(reference=dataset_id, version=OLD).is_latest
+    census = Collection.get(key="cellxgene-census", version=NEW)
+    assert [v.version for v in census.versions] == [OLD, NEW]
+    members = CollectionArtifact.objects.filter(collection=census).order_by("order")
+    assert list(members.values_list("artifact__reference", flat=True)) == list(new)
+    # CELLxGENE collections: a new version only where membership changed
+    for collection_id in {r["collection_id"] for r in new.values()}:
+        family = Collection.filter(reference=collection_id).order_by("version")
+        latest = family.filter(is_latest=True).one()
+        wanted = {(r["dataset_id"], r["dataset_version_id"]) for r in new.values()
+                  if r["collection_id"] == collection_id}  # fmt: skip
+        held = set(latest.artifacts.values_list("reference", "reference_version"))
+        assert held == wanted
+        row = next(r for r in new.values() if r["collection_id"] == collection_id)
+        assert (latest.key.split(" [")[0], latest.doi) == (
+            row["collection_name"],
+            row["collection_doi"],
+        )
+    assert Collection.filter(version=NEW).exclude(key="cellxgene-census").count() < len(
+        {r["collection_id"] for r in new.values()}
+    )  # unchanged collections were not copied
+
+
+def test_rerun_of_a_curated_release_writes_nothing(bucket: Path, curation_db: object) -> None:
+    curate(bucket, OLD)
+    before = (
+        Artifact.count(),
+        Collection.count(),
+        Run.count(),
+        list(Run.filter().values("report")),
+    )
+    out = curate(bucket, OLD)
+    assert "already curated" in out
+    after = (Artifact.count(), Collection.count(), Run.count(), list(Run.filter().values("report")))
+    assert before == after
+
+
+def test_dry_run_writes_nothing(bucket: Path, curation_db: object) -> None:
+    out = curate(bucket, OLD, dry_run=True)
+    assert "would add 24 artifacts" in out
+    assert Artifact.count() == 0 and Run.count() == 0
+
+
+def test_limit_registers_the_first_datasets_and_a_rerun_completes(
+    bucket: Path, curation_db: object
+) -> None:
+    curate(bucket, OLD, limit=5)
+    assert Artifact.filter(version=OLD, reference_type="cellxgene_dataset_id").count() == 5
+    out = curate(bucket, OLD)
+    assert "added 19 artifacts, 5 already there" in out
+
+
+def test_bad_datasets_are_reported_and_the_rest_lands(
+    bucket: Path, curation_db: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = tmp_path / "bucket"
+    shutil.copytree(bucket / "cell-census" / OLD, dest / "cell-census" / OLD)
+    rows = manifest_table(bucket, OLD)
+    ids = list(rows)
+    h5ads = dest / "cell-census" / OLD / "h5ads"
+    # a manifest row without a file, and a file the manifest does not name
+    (h5ads / f"{ids[0]}.h5ad").unlink()
+    shutil.copyfile(h5ads / f"{ids[1]}.h5ad", h5ads / "not-in-the-manifest.h5ad")
+    # a dataset the store lacks whose h5ad is truncated, and one whose obs lacks a column
+    (h5ads / f"{ids[2]}.h5ad").write_bytes((h5ads / f"{ids[2]}.h5ad").read_bytes()[:5000])
+    adata = anndata.read_h5ad(h5ads / f"{ids[3]}.h5ad")
+    del adata.obs["disease_ontology_term_id"]
+    adata.write_h5ad(h5ads / f"{ids[3]}.h5ad")
+    real_scan = curation.steps.scan_store
+
+    def scan_without(*args: object, **kwargs: object) -> dict:
+        counts = real_scan(*args, **kwargs)
+        return {k: v for k, v in counts.items() if k not in (ids[2], ids[3])}
+
+    monkeypatch.setattr(curation.steps, "scan_store", scan_without)
+    # an unknown term (not in the registry) and a deprecated one
+    from ontologies.models import CellType
+
+    CellType.filter(ontology_id="CL:0000623").delete()  # natural killer cell
+    t_cell = CellType.get(ontology_id="CL:0000084")
+    CellType.filter(ontology_id="CL:0000451").update(is_deprecated=True, replaced_by=t_cell)
+    out = curate(dest, OLD, json=True)
+    report = json.loads(out)
+    problems = {
+        (p["dataset_id"], p["reason"], p["column"]): p["values"] for p in report["problems"]
+    }
+    assert report["unlisted_files"] == ["not-in-the-manifest.h5ad"]
+    assert any(k[0] == ids[0] and "missing" in k[1] for k in problems)
+    assert any(k[0] == ids[2] and "unreadable" in k[1] for k in problems)
+    assert problems[(ids[3], "obs column missing", "disease_ontology_term_id")] == []
+    unknown = [
+        v
+        for k, v in problems.items()
+        if k[1:] == ("unknown term ids", "cell_type_ontology_term_id")
+    ]
+    assert unknown and all(v == ["CL:0000623"] for v in unknown)
+    deprecated = [v for k, v in problems.items() if k[1] == "deprecated terms"]
+    assert deprecated and all(v == ["CL:0000451 (replaced by CL:0000084)"] for v in deprecated)
+    # the rest landed: all but the missing and the unreadable dataset
+    registered = set(Artifact.filter(version=OLD, reference_type="cellxgene_dataset_id")
+                     .values_list("reference", flat=True))  # fmt: skip
+    assert registered == set(ids) - {ids[0], ids[2]}
+    assert "not-in-the-manifest" not in " ".join(Artifact.filter().values_list("key", flat=True))
+    # per-file counts of the dataset the store lacked
+    third = Artifact.get(reference=ids[3], version=OLD)
+    donors = third.ulabels.through.objects.filter(artifact=third, feature__name="donor_id")
+    assert donors.aggregate(n=Sum("n_cells"))["n"] == rows[ids[3]]["dataset_total_cell_count"]
+    assert not third.diseases.exists()  # its disease column was missing
+    with pytest.raises(CommandError, match=r"problem\(s\) \(--strict\)"):
+        curate(dest, OLD, strict=True)
+
+
+def test_bad_source_is_a_clear_error(tmp_path: Path, curation_db: object) -> None:
+    with pytest.raises(
+        CommandError, match="is not a release root: expected ROOT/cell-census/<tag>/"
+    ):
+        call_command("curate_release", source=str(tmp_path), quiet=True)
+    (tmp_path / "cell-census" / "2025-01-30").mkdir(parents=True)
+    with pytest.raises(CommandError, match="Cannot read the manifest census_info/datasets"):
+        call_command("curate_release", source=f"{tmp_path}/cell-census/2025-01-30", quiet=True)
+    with pytest.raises(CommandError, match="invalid choice: 'dask'"):
+        call_command("curate_release", "--source", str(tmp_path), "--executor", "dask")

@@ -1,0 +1,528 @@
+"""``curate_release`` is resumable, idempotent and safe to run concurrently (issue 5, 6 and 7).
+
+The commands run as real processes (``manage.py --instance NAME curate_release``), each instance a
+copy of the session's ontology template. Interruptions are SIGKILLs: the process gets no chance
+to clean up. To kill it at chosen points (inside a dataset's transaction, after N datasets, in the
+collections step, ...) rather than wherever a timer happens to land, the command runs under a
+small launcher (``PAUSER``) that wraps one function of the pipeline to write a marker file and
+wait there; the test sees the marker and sends SIGKILL. One interruption uses the unmodified
+command, killed when the registry shows its first datasets.
+
+Registries are compared through :func:`registry_snapshot`: every record and link by natural keys
+(artifact key + version, ontology id, ULabel type + name, feature name), never by uid, pk or
+timestamp, so two databases curated differently must hold the same snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.db import connections
+from django.db.models import Max
+
+import registry as ln
+from curation.demo.release import build_release
+from registry.models import (
+    Artifact,
+    Collection,
+    CollectionArtifact,
+    Feature,
+    Run,
+    Storage,
+    Transform,
+    ULabel,
+    User,
+)
+from tests.conftest import _pg_admin, on_postgres
+from tests.curation.conftest import copy_database
+
+REPO = Path(__file__).resolve().parents[2]
+OLD, NEW = "2024-07-01", "2025-01-30"
+N_DATASETS, CELLS = 40, 100
+TIMEOUT = 180  # seconds for one command (they take a few)
+
+#: Runs ``manage.py`` (same argv) with one pipeline function wrapped to stop at a point:
+#: CURATION_PAUSE_AT = "dataset:N" (after the N-th newly registered dataset committed),
+#: "in-dataset:N" (inside the N-th new dataset's transaction: its artifact row and first link
+#: tables written), "collection:N" (inside the N-th collection's transaction, members added),
+#: "step:NAME" (after step NAME was recorded done on the Run). There it writes the file
+#: CURATION_PAUSE_MARKER and sleeps until killed.
+PAUSER = r"""
+import os
+import sys
+import time
+from collections import Counter
+
+sys.path.insert(0, os.getcwd())
+os.environ["CELLREGISTRY_INSTANCE"] = sys.argv[sys.argv.index("--instance") + 1]
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "registry.settings")
+import django
+
+django.setup()
+from django.db import connections
+
+import curation.collections
+import curation.register
+import curation.steps
+import manage
+
+point, _, arg = os.environ["CURATION_PAUSE_AT"].partition(":")
+
+
+def pause():
+    with open(os.environ["CURATION_PAUSE_MARKER"], "w") as marker:
+        marker.write(point)
+    while True:
+        time.sleep(60)
+
+
+def wrap(module, name, make):
+    setattr(module, name, make(getattr(module, name)))  # AttributeError if the code moved
+
+
+if point == "dataset":
+    new = []
+
+    def make(register_dataset):
+        def wrapper(*args, **kwargs):
+            result = register_dataset(*args, **kwargs)
+            if result[0] is not None:
+                new.append(result[0].pk)
+                if len(new) == int(arg):
+                    pause()
+            return result
+        return wrapper
+
+    wrap(curation.steps, "register_dataset", make)
+elif point == "in-dataset":
+    calls = Counter()
+
+    def make(insert_links):
+        def wrapper(through, rows, using):
+            rows = list(rows)
+            insert_links(through, rows, using)
+            calls[rows[0][0]] += 1
+            if len(calls) == int(arg) and calls[rows[0][0]] == 2:
+                assert connections[using].in_atomic_block
+                pause()
+        return wrapper
+
+    wrap(curation.register, "insert_links", make)
+elif point == "collection":
+    added = []
+
+    def make(add_members):
+        def wrapper(collection, artifacts, using):
+            add_members(collection, artifacts, using)
+            added.append(collection.pk)
+            if len(added) == int(arg):
+                assert connections[using].in_atomic_block
+                pause()
+        return wrapper
+
+    wrap(curation.collections, "_add_members", make)
+elif point == "step":
+    def make(mark):
+        def wrapper(run, step, using, **facts):
+            mark(run, step, using, **facts)
+            if step == arg:
+                pause()
+        return wrapper
+
+    wrap(curation.steps, "_mark", make)
+else:
+    raise SystemExit(f"unknown pause point {point!r}")
+manage.main()
+"""
+
+
+# --- snapshots -------------------------------------------------------------------------------
+
+
+def _release(record: Any) -> str | None:
+    """The release of the run that created ``record`` (runs compared by what they curated)."""
+    return record.run.params.get("release") if record.run_id else None
+
+
+def _families(records: list[Any]) -> dict[str, tuple]:
+    """uid stem -> the (version, key) of the family's oldest member: a family id that does not
+    depend on the random uids."""
+    first: dict[str, tuple] = {}
+    for record in sorted(records, key=lambda r: (r.version or "", r.key)):
+        first.setdefault(record.stem_uid, (record.version, record.key))
+    return first
+
+
+def _assert_unique(name: str, rows: list[tuple], key: Callable[[tuple], Any]) -> None:
+    repeated = [k for k, n in Counter(key(r) for r in rows).items() if n > 1]
+    assert not repeated, f"duplicate {name}: {repeated[:5]}"
+
+
+def _artifacts(alias: str) -> list[tuple]:
+    records = list(
+        Artifact.objects.db_manager(alias).select_related("storage", "revises", "run", "created_by")
+    )
+    family = _families(records)
+    rows = [
+        (
+            a.storage.root,
+            a.key,
+            a.version,
+            a.is_latest,
+            (a.revises.key, a.revises.version) if a.revises_id else None,
+            family[a.stem_uid],
+            a.reference,
+            a.reference_type,
+            a.reference_version,
+            a.suffix,
+            a.otype,
+            a.size,
+            a.hash,
+            a.hash_type,
+            a.n_observations,
+            a.description,
+            a.created_by.handle if a.created_by_id else None,
+            _release(a),
+        )
+        for a in records
+    ]
+    _assert_unique("artifacts", rows, lambda r: r[:3])
+    return sorted(rows, key=repr)
+
+
+def _links(alias: str) -> list[tuple]:
+    rows = []
+    for field in Artifact.label_fields():
+        manager = field.remote_field.through.objects.db_manager(alias)
+        label = (
+            ("label__type__name", "label__name")
+            if field.related_model is ULabel
+            else ("label__ontology_id",)
+        )
+        values = manager.values_list(
+            "artifact__key",
+            "artifact__version",
+            *label,
+            "feature__name",
+            "n_cells",
+            "n_primary_cells",
+        )
+        rows += [(field.name, *v) for v in values]
+        keys = ("artifact_id", "label_id", "feature_id")
+        distinct = manager.order_by().values_list(*keys).distinct().count()
+        assert distinct == manager.count(), f"duplicate {field.name} links"
+    _assert_unique("links", rows, lambda r: r[:-2])
+    return sorted(rows, key=repr)
+
+
+def _collections(alias: str) -> list[tuple]:
+    records = list(Collection.objects.db_manager(alias).select_related("revises", "run"))
+    members = defaultdict(list)
+    for collection_id, order, key, version in (
+        CollectionArtifact.objects.db_manager(alias)
+        .order_by("collection_id", "order")
+        .values_list("collection_id", "order", "artifact__key", "artifact__version")
+    ):
+        members[collection_id].append((order, key, version))
+    family = _families(records)
+    rows = [
+        (
+            c.key,
+            c.version,
+            c.is_latest,
+            c.revises.version if c.revises_id else None,
+            family[c.stem_uid],
+            c.reference,
+            c.reference_type,
+            c.doi,
+            c.description,
+            tuple(members[c.pk]),
+            _release(c),
+        )
+        for c in records
+    ]
+    _assert_unique("collections", rows, lambda r: r[:2])
+    _assert_unique("collection versions", rows, lambda r: (r[5], r[1]) if r[5] else r)
+    return sorted(rows, key=repr)
+
+
+def _runs(alias: str) -> list[tuple]:
+    rows = []
+    for run in Run.objects.db_manager(alias).select_related("transform"):
+        problems = sorted(
+            (p["dataset_id"], p["reason"], p["column"], tuple(p["values"]))
+            for p in run.report.get("problems", [])
+        )
+        steps = sorted(run.report.get("steps", {}))
+        release = run.params.get("release")
+        rows.append((run.transform.key, release, run.status, tuple(steps), tuple(problems)))
+    return sorted(rows, key=repr)
+
+
+def registry_snapshot(alias: str) -> dict[str, list]:
+    """Everything curation writes, by natural keys (no uid, pk or timestamp), sorted; asserts on
+    the way that no record or link is duplicated."""
+    ulabels = sorted(
+        ULabel.objects.db_manager(alias).values_list(
+            "type__name", "name", "is_type", "description"
+        ),
+        key=repr,
+    )
+    _assert_unique("ulabels", ulabels, lambda r: r[:2])
+    return {
+        "artifacts": _artifacts(alias),
+        "links": _links(alias),
+        "collections": _collections(alias),
+        "ulabels": ulabels,
+        "features": sorted(Feature.objects.db_manager(alias).values_list("name", "dtype")),
+        "storages": sorted(
+            Storage.objects.db_manager(alias).values_list("root", "type", "endpoint_url")
+        ),
+        "users": sorted(User.objects.db_manager(alias).values_list("handle", flat=True)),
+        "transforms": sorted(Transform.objects.db_manager(alias).values_list("key", "version")),
+        "runs": _runs(alias),
+    }
+
+
+def table_dump(alias: str) -> dict[str, Any]:
+    """Every row of every registry table, all columns (pks, uids and timestamps included), and
+    the row count and largest pk of every ontology table: equal dumps = no row changed."""
+    dump: dict[str, Any] = {}
+    for model in apps.get_app_config("registry").get_models(include_auto_created=True):
+        rows = model._base_manager.db_manager(alias).order_by("pk").values_list()
+        dump[model._meta.label] = list(rows)
+    for model in apps.get_app_config("ontologies").get_models(include_auto_created=True):
+        manager = model._base_manager.db_manager(alias)
+        dump[model._meta.label] = (manager.count(), manager.aggregate(m=Max("pk"))["m"])
+    return dump
+
+
+def assert_version_chains(alias: str) -> None:
+    """Per version family (uid stem) of artifacts and collections: versions distinct, only the
+    newest is latest, each version revises the one before it."""
+    for model in (Artifact, Collection):
+        families = defaultdict(list)
+        for record in model.objects.db_manager(alias).exclude(version=None):
+            families[record.stem_uid].append(record)
+        for members in families.values():
+            members.sort(key=lambda r: r.version)
+            where = f"{model.__name__} {members[-1].key}"
+            assert len({m.version for m in members}) == len(members), where
+            assert [m.is_latest for m in members] == [False] * (len(members) - 1) + [True], where
+            assert [m.revises_id for m in members] == [None] + [m.pk for m in members[:-1]], where
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+@dataclass
+class Command:
+    """A running ``curate_release`` process and its output files."""
+
+    process: subprocess.Popen
+    stdout: Path
+    stderr: Path
+    marker: Path | None
+
+    def output(self) -> str:
+        return f"stdout:\n{self.stdout.read_text()}\nstderr:\n{self.stderr.read_text()}"
+
+    def finish(self) -> str:
+        """Wait for the end; its stdout (fails unless the exit status is 0)."""
+        self.process.wait(timeout=TIMEOUT)
+        assert self.process.returncode == 0, self.output()
+        assert "IntegrityError" not in self.stderr.read_text(), self.output()
+        return self.stdout.read_text()
+
+    def kill_at_marker(self) -> None:
+        """SIGKILL once the process reached its pause point."""
+        assert self.marker is not None
+        self.kill_when(self.marker.exists)
+
+    def kill_when(self, condition: Callable[[], bool]) -> None:
+        """SIGKILL once ``condition()`` holds (polled); fails if the process ended before."""
+        deadline = time.monotonic() + TIMEOUT
+        while not condition():
+            assert self.process.poll() is None, f"ended before the kill point\n{self.output()}"
+            assert time.monotonic() < deadline, f"kill point not reached\n{self.output()}"
+            time.sleep(0.01)
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=TIMEOUT)
+        assert self.process.returncode == -signal.SIGKILL, self.output()
+
+
+class Runner:
+    """Starts ``manage.py --instance NAME curate_release`` processes."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.pauser = folder / "pauser.py"
+        self.pauser.write_text(PAUSER)
+        self.count = 0
+
+    def start(self, instance: str, release: Path, pause_at: str | None = None) -> Command:
+        self.count += 1
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"DATABASE_URL", "CELLREGISTRY_INSTANCE", "DJANGO_SETTINGS_MODULE"}
+        }
+        script, marker = "manage.py", None
+        if pause_at is not None:
+            script, marker = str(self.pauser), self.folder / f"paused-{self.count}"
+            env.update(CURATION_PAUSE_AT=pause_at, CURATION_PAUSE_MARKER=str(marker))
+        argv = [sys.executable, script, "--instance", instance, "curate_release"]
+        argv += ["--source", f"{release}/", "--quiet", "--workers", "1"]
+        stdout = self.folder / f"run-{self.count}.out"
+        stderr = self.folder / f"run-{self.count}.err"
+        with stdout.open("w") as out, stderr.open("w") as err:
+            process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=err)
+        return Command(process, stdout, stderr, marker)
+
+
+# --- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bucket(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local bucket with one demo release (two organisms, several collections)."""
+    dest = tmp_path_factory.mktemp("bucket")
+    build_release(str(dest), OLD, n_datasets=N_DATASETS, cells_per_dataset=CELLS, workers=1)
+    return dest
+
+
+@pytest.fixture
+def copies(
+    ontology_template: str, isolated_instances: None, tmp_path: Path
+) -> Iterator[Callable[[str], ln.DB]]:
+    """Makes named instances, each a copy of the ontology template (dropped afterwards)."""
+    urls = []
+
+    def make(name: str) -> ln.DB:
+        url = copy_database(ontology_template, tmp_path)
+        urls.append(url)
+        return ln.init(name, db=url, make_default=False)
+
+    yield make
+    connections.close_all()
+    for url in urls:
+        if url.startswith("postgresql"):
+            with _pg_admin() as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+def _n_h5ads(db: ln.DB) -> int:
+    return db.Artifact.filter(suffix=".h5ad").count()
+
+
+def _assert_whole_datasets(db: ln.DB, reference: dict[str, list]) -> None:
+    """Every artifact of ``db`` is one of the reference's, with all of its links (whole
+    datasets or nothing)."""
+    snapshot = registry_snapshot(db.alias)
+    assert set(snapshot["artifacts"]) <= set(reference["artifacts"])
+    keys = {(a[1], a[2]) for a in snapshot["artifacts"]}
+    expected = [link for link in reference["links"] if (link[1], link[2]) in keys]
+    assert snapshot["links"] == expected
+
+
+# --- tests -----------------------------------------------------------------------------------
+
+
+def test_killed_runs_resume_to_the_registry_of_an_uninterrupted_run(
+    bucket: Path, copies: Callable[[str], ln.DB], tmp_path: Path
+) -> None:
+    release = bucket / "cell-census" / OLD
+    runner = Runner(tmp_path)
+    reference, resumed = copies("reference"), copies("resumed")
+    uninterrupted = runner.start("reference", release)
+
+    # the command as it is, killed while registering datasets
+    first = runner.start("resumed", release)
+    first.kill_when(lambda: _n_h5ads(resumed) >= 3)
+    uninterrupted.finish()
+    expected = registry_snapshot(reference.alias)
+    assert len([a for a in expected["artifacts"] if a[9] == ".h5ad"]) == N_DATASETS
+    _assert_whole_datasets(resumed, expected)
+    run = resumed.Run.one()
+    assert run.status == "started" and run.report["steps"].keys() == {"manifest", "annotate"}
+
+    # killed inside a dataset's transaction: its artifact and first links are not kept
+    before = _n_h5ads(resumed)
+    runner.start("resumed", release, pause_at="in-dataset:4").kill_at_marker()
+    assert _n_h5ads(resumed) == before + 3
+    _assert_whole_datasets(resumed, expected)
+
+    before = _n_h5ads(resumed)
+    runner.start("resumed", release, pause_at="dataset:10").kill_at_marker()
+    assert _n_h5ads(resumed) == before + 10
+    _assert_whole_datasets(resumed, expected)
+
+    # killed in the collections step, then after the SOMA store was registered
+    runner.start("resumed", release, pause_at="collection:3").kill_at_marker()
+    assert _n_h5ads(resumed) == N_DATASETS
+    assert resumed.Collection.count() == 2
+    assert "register" in resumed.Run.one().report["steps"]
+    runner.start("resumed", release, pause_at="step:soma").kill_at_marker()
+    assert resumed.Artifact.filter(otype="tiledbsoma").count() == 1
+    assert resumed.Run.one().status == "started"
+
+    out = runner.start("resumed", release).finish()
+    assert f"added 0 artifacts, {N_DATASETS} already there" in out
+    assert registry_snapshot(resumed.alias) == expected
+    assert_version_chains(resumed.alias)
+    assert resumed.Run.one().status == "completed"
+
+    # a rerun of the finished release writes nothing: no row added, changed or removed
+    dump = table_dump(resumed.alias)
+    out = runner.start("resumed", release).finish()
+    assert "already curated" in out
+    assert table_dump(resumed.alias) == dump
+
+
+needs_postgres = pytest.mark.skipif(
+    not on_postgres(), reason="concurrent writers need PostgreSQL (SQLite serialises writes)"
+)
+
+
+@needs_postgres
+def test_concurrent_runs_of_two_releases(
+    bucket: Path, copies: Callable[[str], ln.DB], tmp_path: Path
+) -> None:
+    new_release = bucket / "cell-census" / NEW
+    if not new_release.exists():
+        build_release(str(bucket), NEW, previous=OLD, workers=1)
+    releases = [bucket / "cell-census" / OLD, new_release]
+    runner = Runner(tmp_path)
+    concurrent, sequential = copies("concurrent"), copies("sequential")
+
+    both = [runner.start("concurrent", release) for release in releases]
+    for command in both:
+        command.finish()
+    for release in releases:
+        runner.start("sequential", release).finish()
+
+    snapshot = registry_snapshot(concurrent.alias)
+    assert "testuser" in snapshot["users"]
+    assert len(snapshot["transforms"]) == 1 and len(snapshot["storages"]) == 1
+    assert [r[2] for r in snapshot["runs"]] == ["completed", "completed"]
+    assert_version_chains(concurrent.alias)
+    old, new = (
+        {a.reference: a for a in concurrent.Artifact.filter(version=tag)} for tag in (OLD, NEW)
+    )
+    assert len(old.keys() & new.keys()) > N_DATASETS // 2
+    for dataset_id in old.keys() & new.keys():
+        assert not old[dataset_id].is_latest and new[dataset_id].is_latest
+        assert new[dataset_id].revises_id == old[dataset_id].pk
+        assert new[dataset_id].stem_uid == old[dataset_id].stem_uid
+    assert snapshot == registry_snapshot(sequential.alias)
