@@ -30,6 +30,7 @@ This module is Django-free: it runs in executor workers.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -113,7 +114,7 @@ def split_terms(value: str) -> list[str]:
 
 
 def _codes(column: pa.ChunkedArray | pa.Array, name: str) -> tuple[np.ndarray, list[str], bool]:
-    """Dictionary codes (int64) and the dictionary of a string column (nulls are an error).
+    """Dictionary codes and the dictionary of a string column (nulls are an error).
 
     Returns:
         codes, dictionary, and whether every dictionary value occurs (true when encoded here;
@@ -360,9 +361,16 @@ class ChunkResult:
 
 
 def _context(tiledb_config: dict[str, str]):  # noqa: ANN202 - tiledbsoma is imported lazily
+    """A TileDB-SOMA context for ``tiledb_config``, shared by the tasks of a worker process
+    (one TileDB context, hence one S3 client and its connections, per configuration)."""
+    return _cached_context(tuple(sorted(tiledb_config.items())))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_context(items: tuple[tuple[str, str], ...]):  # noqa: ANN202
     from tiledbsoma import SOMATileDBContext
 
-    return SOMATileDBContext(tiledb_config=dict(tiledb_config))
+    return SOMATileDBContext(tiledb_config=dict(items))
 
 
 def scan_chunk(task: ChunkTask) -> ChunkResult:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from curation.manifest import Manifest
-from curation.register import save_version
+from curation.register import lock, save_version
 from registry.models import Artifact, Collection, CollectionArtifact, Storage
 
 CENSUS_KEY = "cellxgene-census"
@@ -54,6 +54,7 @@ def curate_collections(
             groups.setdefault(row.collection_id, []).append(row)
     for collection_id, rows in groups.items():
         with transaction.atomic(using=using):
+            lock(collection_id, using)
             family = list(
                 manager.filter(reference=collection_id, reference_type=COLLECTION_REFERENCE)
             )
@@ -84,6 +85,7 @@ def curate_collections(
             _add_members(collection, [artifacts[r.dataset_id] for r in rows], using)
             stats["revised" if family else "created"] += 1
     with transaction.atomic(using=using):
+        lock(CENSUS_KEY, using)
         family = list(manager.filter(key=CENSUS_KEY))
         if not any(c.version == tag for c in family):
             census = Collection(
@@ -106,6 +108,7 @@ def register_soma(manifest: Manifest, storage: Storage, run_id: int | None, usin
     key = manifest.root.soma_key
     manager = Artifact.objects.db_manager(using)
     with transaction.atomic(using=using):
+        lock(SOMA_REFERENCE, using)
         if manager.filter(storage=storage, key=key, version=manifest.root.tag).exists():
             return False
         soma = Artifact(

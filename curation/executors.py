@@ -16,6 +16,7 @@ no Django model.
 from __future__ import annotations
 
 import importlib
+import logging
 import multiprocessing
 import os
 from abc import ABC, abstractmethod
@@ -158,6 +159,10 @@ class RayExecutor(TaskExecutor):
             also bounds the tasks in flight.
         address: a cluster address (``ray://host:10001``, ``auto``, ``host:6379``) or None for
             a new local instance.
+
+    The workers of a cluster need the same ``cellregistry`` installed (functions are shipped
+    by reference to their module). If Ray is already initialised in this process, that
+    instance is used and left running.
     """
 
     def __init__(self, ray: Any, workers: int, address: str | None) -> None:
@@ -169,11 +174,18 @@ class RayExecutor(TaskExecutor):
                 "address": address or None,
                 "include_dashboard": False,
                 "log_to_driver": False,
-                "logging_level": "warning",
+                "logging_level": logging.WARNING,
             }
             if not address:  # a cluster brings its own resources; Ray refuses num_cpus then
                 options["num_cpus"] = workers
-            ray.init(**options)
+            try:
+                ray.init(**options)
+            except Exception as exc:  # noqa: BLE001 - Ray raises several kinds; name the target
+                where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+                raise ExecutorError(
+                    f"Cannot start or join {where}: {exc}. Check the address (ray://host:10001) "
+                    "or run with --executor local."
+                ) from exc
         self._apply = ray.remote(_apply)
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:

@@ -194,7 +194,7 @@ def register_dataset(
     entry = manifest.files[dataset.h5ad_path]
     manager = Artifact.objects.db_manager(using)
     with transaction.atomic(using=using):
-        _lock(dataset.dataset_id, using)
+        lock(dataset.dataset_id, using)
         if manager.filter(storage=storage, key=key, version=manifest.root.tag).exists():
             return None, []
         artifact = Artifact(
@@ -238,9 +238,10 @@ def save_version(record: VersionedRecord, family: Iterable[VersionedRecord], usi
         type(record).objects.db_manager(using).filter(pk=newer[0].pk).update(revises=record)
 
 
-def _lock(name: str, using: str) -> None:
-    """Serialise concurrent runs working on the same dataset (PostgreSQL; SQLite transactions
-    are serialised by its write lock already)."""
+def lock(name: str, using: str) -> None:
+    """Serialise, until the transaction ends, concurrent runs writing versions of the same thing
+    (a dataset, a collection, the SOMA store): each then sees the other's version (PostgreSQL;
+    SQLite transactions are serialised by its write lock already)."""
     connection = connections[using]
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:

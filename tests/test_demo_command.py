@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 SUMMARY = re.compile(r"Instance '(?P<name>[^']+)': (?P<artifacts>[\d,]+) artifacts")
 
@@ -40,7 +42,13 @@ def artifact_count(output: str) -> int:
     return int(match["artifacts"].replace(",", ""))
 
 
+@pytest.mark.skipif(
+    "postgresql" in os.environ.get("DATABASE_URL", ""),
+    reason="the demo runs on embedded SQLite instances: covered by the SQLite pass",
+)
 def test_demo_builds_answers_and_reruns_idempotently(tmp_path: Path) -> None:
+    """The main job: synthetic registry, ontologies, two demo releases curated, the examples on
+    both instances and the release diff; a second run only queries."""
     home = tmp_path / "home"
     first = run(home, "demo")
     assert first.returncode == 0, first.stderr
@@ -60,12 +68,22 @@ def test_demo_builds_answers_and_reruns_idempotently(tmp_path: Path) -> None:
     assert "2024-07-01" in versions_part and "2025-01-30" in versions_part
     assert (home / "demo" / "registry.sqlite3").exists()
     assert 'default = "demo"' in (home / "instances.toml").read_text()
+    # the curated demo releases, in their own embedded instance
+    assert "Instance 'demo-census': demo releases 2025-07-01, 2025-11-08 curated" in out
+    curated = out.split("Curated release: query across datasets")[1].split("Curated release:")[0]
+    assert "Mature kidney dataset: immune" in curated and "1 rows" in curated
+    assert "kidney (500 cells)" in out or "Tissue: kidney (" in out
+    assert "Curated release: stream a slice" in out and "AnnData object" in out
+    diff = out.split("Release diff 2025-07-01 -> 2025-11-08")[1]
+    assert "added" in diff.lower() and "removed" in diff.lower() and "revised" in diff.lower()
+    assert (home / "demo-census" / "census-bucket" / "cell-census" / "2025-11-08").is_dir()
 
     second = run(home, "demo", "--quiet")
     assert second.returncode == 0, second.stderr
     assert "reused" in second.stdout
     assert artifact_count(second.stdout) == artifact_count(out)
-    assert second.stdout.strip().count("\n") == 0, "--quiet prints one summary line"
+    lines = second.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("Instance 'demo-census'"), lines
 
 
 def test_demo_refuses_an_instance_with_other_records(tmp_path: Path) -> None:

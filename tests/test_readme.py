@@ -2,7 +2,9 @@
 
 Convention: every ```` ```python ```` block of README.md is executed, in the order of the file,
 in one fresh Python process with one shared namespace (like the cells of a notebook), after
-``python manage.py demo --quiet`` has built the demo instance in a temporary
+``python manage.py demo --quiet --synthetic-only`` has built the demo instance (the synthetic
+registry the examples query; the full demo's curated releases are tested in
+``tests/test_demo_command.py``) in a temporary
 ``CELLREGISTRY_HOME``; the working directory is a temporary folder. A block whose fence is
 preceded by the line ``<!-- skip-test -->`` is not run: use it only for examples that need
 outside services (a remote PostgreSQL server, an S3 bucket). Other fences (bash, toml, text) are
@@ -130,7 +132,7 @@ def test_readme_python_blocks_run_against_the_demo_data(tmp_path: Path) -> None:
     home, workdir = tmp_path / "home", tmp_path / "work"
     workdir.mkdir()
     demo = subprocess.run(
-        [sys.executable, "manage.py", "demo", "--quiet"],
+        [sys.executable, "manage.py", "demo", "--quiet", "--synthetic-only"],
         cwd=REPO,
         env=child_env(home),
         capture_output=True,

@@ -52,12 +52,15 @@ OLD, NEW = "2024-07-01", "2025-01-30"
 N_DATASETS, CELLS = 40, 100
 TIMEOUT = 180  # seconds for one command (they take a few)
 
-#: Runs ``manage.py`` (same argv) with one pipeline function wrapped to stop at a point:
-#: CURATION_PAUSE_AT = "dataset:N" (after the N-th newly registered dataset committed),
+#: Runs ``manage.py`` (same argv) with one pipeline function wrapped to stop at a point given by
+#: CURATION_PAUSE_AT: "dataset:N" (after the N-th newly registered dataset committed),
 #: "in-dataset:N" (inside the N-th new dataset's transaction: its artifact row and first link
-#: tables written), "collection:N" (inside the N-th collection's transaction, members added),
-#: "step:NAME" (after step NAME was recorded done on the Run). There it writes the file
-#: CURATION_PAUSE_MARKER and sleeps until killed.
+#: tables written), "collection:N" (inside the N-th new collection's transaction, members
+#: added), "version:REF" (inside the transaction that saved the version with reference REF, e.g.
+#: the SOMA store's), "step:NAME" (after step NAME was recorded done on the Run), or "none".
+#: There it writes the file CURATION_PAUSE_MARKER and waits for MARKER.go (killed before, or
+#: continuing then). With CURATION_START_FILE it imports everything, then waits for that file
+#: before running the command (so a process can be started ahead, while the previous one runs).
 PAUSER = r"""
 import os
 import sys
@@ -73,6 +76,7 @@ django.setup()
 from django.db import connections
 
 import curation.collections
+import curation.management.commands.curate_release
 import curation.register
 import curation.steps
 import manage
@@ -80,11 +84,17 @@ import manage
 point, _, arg = os.environ["CURATION_PAUSE_AT"].partition(":")
 
 
-def pause():
-    with open(os.environ["CURATION_PAUSE_MARKER"], "w") as marker:
-        marker.write(point)
-    while True:
-        time.sleep(60)
+def wait_for(path):
+    while not os.path.exists(path):
+        time.sleep(0.01)
+
+
+def pause(using):
+    assert point in ("step", "dataset") or connections[using].in_atomic_block
+    marker = os.environ["CURATION_PAUSE_MARKER"]
+    with open(marker, "w") as file:
+        file.write(point)
+    wait_for(marker + ".go")
 
 
 def wrap(module, name, make):
@@ -100,7 +110,7 @@ if point == "dataset":
             if result[0] is not None:
                 new.append(result[0].pk)
                 if len(new) == int(arg):
-                    pause()
+                    pause(kwargs.get("using") or args[-1])
             return result
         return wrapper
 
@@ -114,8 +124,7 @@ elif point == "in-dataset":
             insert_links(through, rows, using)
             calls[rows[0][0]] += 1
             if len(calls) == int(arg) and calls[rows[0][0]] == 2:
-                assert connections[using].in_atomic_block
-                pause()
+                pause(using)
         return wrapper
 
     wrap(curation.register, "insert_links", make)
@@ -127,22 +136,32 @@ elif point == "collection":
             add_members(collection, artifacts, using)
             added.append(collection.pk)
             if len(added) == int(arg):
-                assert connections[using].in_atomic_block
-                pause()
+                pause(using)
         return wrapper
 
     wrap(curation.collections, "_add_members", make)
+elif point == "version":
+    def make(save_version):
+        def wrapper(record, family, using):
+            save_version(record, family, using)
+            if record.reference == arg:
+                pause(using)
+        return wrapper
+
+    wrap(curation.collections, "save_version", make)
 elif point == "step":
     def make(mark):
         def wrapper(run, step, using, **facts):
             mark(run, step, using, **facts)
             if step == arg:
-                pause()
+                pause(using)
         return wrapper
 
     wrap(curation.steps, "_mark", make)
-else:
+elif point != "none":
     raise SystemExit(f"unknown pause point {point!r}")
+if os.environ.get("CURATION_START_FILE"):
+    wait_for(os.environ["CURATION_START_FILE"])
 manage.main()
 """
 
@@ -295,6 +314,16 @@ def registry_snapshot(alias: str) -> dict[str, list]:
     }
 
 
+def assert_same(actual: dict[str, list], expected: dict[str, list]) -> None:
+    """Snapshots are equal; otherwise fail naming the section and the rows that differ."""
+    assert actual.keys() == expected.keys()
+    for name, rows in expected.items():
+        if actual[name] != rows:
+            missing = [r for r in rows if r not in actual[name]]
+            extra = [r for r in actual[name] if r not in rows]
+            pytest.fail(f"{name} differ:\nmissing: {missing[:6]}\nextra: {extra[:6]}")
+
+
 def table_dump(alias: str) -> dict[str, Any]:
     """Every row of every registry table, all columns (pks, uids and timestamps included), and
     the row count and largest pk of every ontology table: equal dumps = no row changed."""
@@ -309,12 +338,17 @@ def table_dump(alias: str) -> dict[str, Any]:
 
 
 def assert_version_chains(alias: str) -> None:
-    """Per version family (uid stem) of artifacts and collections: versions distinct, only the
-    newest is latest, each version revises the one before it."""
+    """Versions of artifacts and collections form one family (uid stem) per dataset, collection
+    or store; in a family the versions are distinct, only the newest is latest, and each
+    version revises the one before it."""
     for model in (Artifact, Collection):
-        families = defaultdict(list)
+        families: dict[str, list] = defaultdict(list)
+        stems: dict[tuple, set[str]] = defaultdict(set)
         for record in model.objects.db_manager(alias).exclude(version=None):
             families[record.stem_uid].append(record)
+            stems[(record.reference_type, record.reference or record.key)].add(record.stem_uid)
+        split = {identity: len(s) for identity, s in stems.items() if len(s) > 1}
+        assert not split, f"{model.__name__}s in several version families: {split}"
         for members in families.values():
             members.sort(key=lambda r: r.version)
             where = f"{model.__name__} {members[-1].key}"
@@ -328,42 +362,63 @@ def assert_version_chains(alias: str) -> None:
 
 @dataclass
 class Command:
-    """A running ``curate_release`` process and its output files."""
+    """A ``curate_release`` process, its output files and pause files."""
 
     process: subprocess.Popen
     stdout: Path
     stderr: Path
-    marker: Path | None
+    marker: Path | None = None
+    start_file: Path | None = None
 
     def output(self) -> str:
         return f"stdout:\n{self.stdout.read_text()}\nstderr:\n{self.stderr.read_text()}"
 
+    def start(self) -> None:
+        """Let a process started ahead (``held``) run the command."""
+        assert self.start_file is not None
+        self.start_file.touch()
+
     def finish(self) -> str:
-        """Wait for the end; its stdout (fails unless the exit status is 0)."""
+        """Wait for the end; its stdout (fails unless the exit status is 0, or IntegrityError
+        shows in stderr)."""
         self.process.wait(timeout=TIMEOUT)
         assert self.process.returncode == 0, self.output()
         assert "IntegrityError" not in self.stderr.read_text(), self.output()
         return self.stdout.read_text()
 
-    def kill_at_marker(self) -> None:
-        """SIGKILL once the process reached its pause point."""
-        assert self.marker is not None
-        self.kill_when(self.marker.exists)
-
-    def kill_when(self, condition: Callable[[], bool]) -> None:
-        """SIGKILL once ``condition()`` holds (polled); fails if the process ended before."""
+    def wait_until(self, condition: Callable[[], bool], what: str) -> None:
+        """Poll ``condition()``; fails if the process ends or time runs out first."""
         deadline = time.monotonic() + TIMEOUT
         while not condition():
-            assert self.process.poll() is None, f"ended before the kill point\n{self.output()}"
-            assert time.monotonic() < deadline, f"kill point not reached\n{self.output()}"
+            assert self.process.poll() is None, f"ended before {what}\n{self.output()}"
+            assert time.monotonic() < deadline, f"{what} not reached\n{self.output()}"
             time.sleep(0.01)
+
+    def wait_for_pause(self) -> None:
+        """Wait until the process reached its pause point."""
+        assert self.marker is not None
+        self.wait_until(self.marker.exists, f"pause point {self.marker.name}")
+
+    def resume(self) -> None:
+        """Let a paused process go on."""
+        assert self.marker is not None
+        self.marker.with_name(self.marker.name + ".go").touch()
+
+    def kill_when(self, condition: Callable[[], bool]) -> None:
+        """SIGKILL once ``condition()`` holds."""
+        self.wait_until(condition, "the kill point")
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=TIMEOUT)
         assert self.process.returncode == -signal.SIGKILL, self.output()
 
+    def kill_at_pause(self) -> None:
+        """SIGKILL once the process reached its pause point."""
+        self.wait_for_pause()
+        self.kill_when(lambda: True)
+
 
 class Runner:
-    """Starts ``manage.py --instance NAME curate_release`` processes."""
+    """Starts ``manage.py --instance NAME curate_release`` processes (``--quiet --workers 1``)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -371,24 +426,31 @@ class Runner:
         self.pauser.write_text(PAUSER)
         self.count = 0
 
-    def start(self, instance: str, release: Path, pause_at: str | None = None) -> Command:
+    def start(
+        self, instance: str, release: Path, pause_at: str | None = None, held: bool = False
+    ) -> Command:
+        """Start the command; ``pause_at`` (see PAUSER) runs it under the pauser; ``held`` starts
+        the process but lets it run the command only on ``Command.start()``."""
         self.count += 1
         env = {
             k: v
             for k, v in os.environ.items()
             if k not in {"DATABASE_URL", "CELLREGISTRY_INSTANCE", "DJANGO_SETTINGS_MODULE"}
         }
-        script, marker = "manage.py", None
-        if pause_at is not None:
+        script, marker, start_file = "manage.py", None, None
+        if pause_at is not None or held:
             script, marker = str(self.pauser), self.folder / f"paused-{self.count}"
-            env.update(CURATION_PAUSE_AT=pause_at, CURATION_PAUSE_MARKER=str(marker))
+            env.update(CURATION_PAUSE_AT=pause_at or "none", CURATION_PAUSE_MARKER=str(marker))
+        if held:
+            start_file = self.folder / f"start-{self.count}"
+            env["CURATION_START_FILE"] = str(start_file)
         argv = [sys.executable, script, "--instance", instance, "curate_release"]
         argv += ["--source", f"{release}/", "--quiet", "--workers", "1"]
         stdout = self.folder / f"run-{self.count}.out"
         stderr = self.folder / f"run-{self.count}.err"
         with stdout.open("w") as out, stderr.open("w") as err:
             process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=err)
-        return Command(process, stdout, stderr, marker)
+        return Command(process, stdout, stderr, marker, start_file)
 
 
 # --- fixtures --------------------------------------------------------------------------------
@@ -400,6 +462,13 @@ def bucket(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("bucket")
     build_release(str(dest), OLD, n_datasets=N_DATASETS, cells_per_dataset=CELLS, workers=1)
     return dest
+
+
+@pytest.fixture(scope="module")
+def two_releases(bucket: Path) -> list[Path]:
+    """The bucket's release and the next one (changed, added and dropped datasets)."""
+    build_release(str(bucket), NEW, previous=OLD, workers=1)
+    return [bucket / "cell-census" / OLD, bucket / "cell-census" / NEW]
 
 
 @pytest.fixture
@@ -447,39 +516,49 @@ def test_killed_runs_resume_to_the_registry_of_an_uninterrupted_run(
     reference, resumed = copies("reference"), copies("resumed")
     uninterrupted = runner.start("reference", release)
 
-    # the command as it is, killed while registering datasets
-    first = runner.start("resumed", release)
-    first.kill_when(lambda: _n_h5ads(resumed) >= 3)
+    # the interrupted runs under the pauser are started ahead (imports take most of a run)
+    pausing = ("in-dataset:4", "dataset:10", "collection:3", "step:soma")
+    paused = {at: runner.start("resumed", release, pause_at=at, held=True) for at in pausing}
+
+    def kill(at: str) -> None:
+        paused[at].start()
+        paused[at].kill_at_pause()
+
+    # killed inside the 4th dataset's transaction: its artifact and first links are not kept
+    kill("in-dataset:4")
+    assert _n_h5ads(resumed) == 3
+    run = resumed.Run.one()
+    assert run.status == "started" and run.report["steps"].keys() == {"manifest", "annotate"}
     uninterrupted.finish()
     expected = registry_snapshot(reference.alias)
     assert len([a for a in expected["artifacts"] if a[9] == ".h5ad"]) == N_DATASETS
-    _assert_whole_datasets(resumed, expected)
-    run = resumed.Run.one()
-    assert run.status == "started" and run.report["steps"].keys() == {"manifest", "annotate"}
-
-    # killed inside a dataset's transaction: its artifact and first links are not kept
-    before = _n_h5ads(resumed)
-    runner.start("resumed", release, pause_at="in-dataset:4").kill_at_marker()
-    assert _n_h5ads(resumed) == before + 3
+    assert_version_chains(reference.alias)
     _assert_whole_datasets(resumed, expected)
 
-    before = _n_h5ads(resumed)
-    runner.start("resumed", release, pause_at="dataset:10").kill_at_marker()
-    assert _n_h5ads(resumed) == before + 10
+    # killed after 10 more datasets were committed
+    kill("dataset:10")
+    assert _n_h5ads(resumed) == 13
     _assert_whole_datasets(resumed, expected)
 
-    # killed in the collections step, then after the SOMA store was registered
-    runner.start("resumed", release, pause_at="collection:3").kill_at_marker()
+    # the command as it is, killed (wherever it is then) once 3 more datasets are there
+    runner.start("resumed", release).kill_when(lambda: _n_h5ads(resumed) >= 16)
+    assert resumed.Run.one().status == "started"
+    _assert_whole_datasets(resumed, expected)
+
+    # killed inside the 3rd new collection's transaction, then after the SOMA store's
+    n_collections = resumed.Collection.count()
+    kill("collection:3")
     assert _n_h5ads(resumed) == N_DATASETS
-    assert resumed.Collection.count() == 2
+    assert resumed.Collection.count() == n_collections + 2
     assert "register" in resumed.Run.one().report["steps"]
-    runner.start("resumed", release, pause_at="step:soma").kill_at_marker()
+    _assert_whole_datasets(resumed, expected)
+    kill("step:soma")
     assert resumed.Artifact.filter(otype="tiledbsoma").count() == 1
     assert resumed.Run.one().status == "started"
 
     out = runner.start("resumed", release).finish()
     assert f"added 0 artifacts, {N_DATASETS} already there" in out
-    assert registry_snapshot(resumed.alias) == expected
+    assert_same(registry_snapshot(resumed.alias), expected)
     assert_version_chains(resumed.alias)
     assert resumed.Run.one().status == "completed"
 
@@ -490,39 +569,57 @@ def test_killed_runs_resume_to_the_registry_of_an_uninterrupted_run(
     assert table_dump(resumed.alias) == dump
 
 
-needs_postgres = pytest.mark.skipif(
+def _blocked(db: ln.DB) -> bool:
+    """Whether a session on the instance's PostgreSQL database waits for a lock."""
+    with connections[db.alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE NOT l.granted AND a.datname = current_database()"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+@pytest.mark.skipif(
     not on_postgres(), reason="concurrent writers need PostgreSQL (SQLite serialises writes)"
 )
-
-
-@needs_postgres
 def test_concurrent_runs_of_two_releases(
-    bucket: Path, copies: Callable[[str], ln.DB], tmp_path: Path
+    two_releases: list[Path], copies: Callable[[str], ln.DB], tmp_path: Path
 ) -> None:
-    new_release = bucket / "cell-census" / NEW
-    if not new_release.exists():
-        build_release(str(bucket), NEW, previous=OLD, workers=1)
-    releases = [bucket / "cell-census" / OLD, new_release]
+    """Both releases start at once and register their datasets side by side (the same datasets,
+    donors, features, user, storage, transform). Their later steps are interleaved on purpose:
+    the new release's collections run once the old release's are committed (as they would
+    sequentially: a collection's version depends on the older versions present), while the old
+    release holds its SOMA store's version uncommitted; the new release's store must then wait
+    for it and revise it, not start a version family of its own."""
+    old_release, new_release = two_releases
     runner = Runner(tmp_path)
     concurrent, sequential = copies("concurrent"), copies("sequential")
+    in_order = runner.start("sequential", old_release)
 
-    both = [runner.start("concurrent", release) for release in releases]
-    for command in both:
+    old = runner.start("concurrent", old_release, pause_at="version:cellxgene-census-soma")
+    new = runner.start("concurrent", new_release, pause_at="step:register")
+    old.wait_for_pause()
+    new.wait_for_pause()
+    new.resume()
+    new.wait_until(lambda: _blocked(concurrent), "a wait for the old release's SOMA store")
+    old.resume()
+    for command in (old, new):
         command.finish()
-    for release in releases:
-        runner.start("sequential", release).finish()
+    in_order.finish()
+    runner.start("sequential", new_release).finish()
 
     snapshot = registry_snapshot(concurrent.alias)
     assert "testuser" in snapshot["users"]
     assert len(snapshot["transforms"]) == 1 and len(snapshot["storages"]) == 1
     assert [r[2] for r in snapshot["runs"]] == ["completed", "completed"]
     assert_version_chains(concurrent.alias)
-    old, new = (
+    old_artifacts, new_artifacts = (
         {a.reference: a for a in concurrent.Artifact.filter(version=tag)} for tag in (OLD, NEW)
     )
-    assert len(old.keys() & new.keys()) > N_DATASETS // 2
-    for dataset_id in old.keys() & new.keys():
-        assert not old[dataset_id].is_latest and new[dataset_id].is_latest
-        assert new[dataset_id].revises_id == old[dataset_id].pk
-        assert new[dataset_id].stem_uid == old[dataset_id].stem_uid
-    assert snapshot == registry_snapshot(sequential.alias)
+    both = old_artifacts.keys() & new_artifacts.keys()
+    assert len(both) > N_DATASETS // 2
+    for dataset_id in both:
+        older, newer = old_artifacts[dataset_id], new_artifacts[dataset_id]
+        assert not older.is_latest and newer.is_latest
+        assert newer.revises_id == older.pk and newer.stem_uid == older.stem_uid
+    assert_same(snapshot, registry_snapshot(sequential.alias))

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from curation.diff import ReleaseDiff, release_diff
@@ -89,7 +90,7 @@ def render(diff: ReleaseDiff, width: int = PIPE_WIDTH) -> str:
     """The diff as text: a summary line and one table per section (empty sections say so)."""
     console = Console(file=io.StringIO(), width=width, color_system=None, highlight=False)
     console.print(
-        f"Release diff {diff.old} -> {diff.new}: {len(diff.added)} added, "
+        f"Release diff {escape(diff.old)} -> {escape(diff.new)}: {len(diff.added)} added, "
         f"{len(diff.removed)} removed, {len(diff.revised)} revised, {diff.unchanged} unchanged; "
         f"{len(diff.label_changes)} kept dataset(s) with label changes"
     )
@@ -100,7 +101,7 @@ def render(diff: ReleaseDiff, width: int = PIPE_WIDTH) -> str:
             continue
         table = _table(f"{name} ({len(entries)})", "title", "cells", "dataset_version_id")
         for d in entries:
-            table.add_row(d.dataset_id, d.title, _cells(d.n_cells), d.dataset_version_id)
+            table.add_row(d.dataset_id, escape(d.title), _cells(d.n_cells), d.dataset_version_id)
         console.print(table)
     console.print()
     if diff.revised:
@@ -108,15 +109,16 @@ def render(diff: ReleaseDiff, width: int = PIPE_WIDTH) -> str:
         for r in diff.revised:
             title = r.title if r.title == r.old_title else f"{r.title} (was: {r.old_title})"
             cells = f"{_cells(r.old_n_cells)} -> {_cells(r.new_n_cells)}"
-            table.add_row(r.dataset_id, title, cells, f"{r.old_version_id}\n-> {r.new_version_id}")
+            versions = f"{r.old_version_id}\n-> {r.new_version_id}"
+            table.add_row(r.dataset_id, escape(title), cells, versions)
         console.print(table)
     else:
         console.print("Revised: none")
     console.print()
     if diff.label_changes:
+        n = len(diff.label_changes)
         table = _table(
-            f"Label changes ({len(diff.label_changes)} datasets; features: "
-            f"{', '.join(diff.features)})",
+            f"Label changes ({n} dataset{'s' if n != 1 else ''})",
             "title",
             "feature",
             "gained",
@@ -128,13 +130,14 @@ def render(diff: ReleaseDiff, width: int = PIPE_WIDTH) -> str:
                 first = i == 0
                 table.add_row(
                     change.dataset_id if first else "",
-                    title if first else "",
+                    escape(title) if first else "",
                     feature,
-                    _names(labels.gained) or "-",
-                    _names(labels.lost) or "-",
+                    escape(_names(labels.gained)) or "-",
+                    escape(_names(labels.lost)) or "-",
                     end_section=i == len(change.features) - 1,
                 )
         console.print(table)
     else:
         console.print("Label changes: none")
+    console.print(f"(labels compared for: {', '.join(diff.features)})")
     return console.file.getvalue()

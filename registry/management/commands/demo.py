@@ -30,11 +30,17 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
 
+from curation.demo import full
+from curation.diff import release_diff
+from curation.management.commands.release_diff import render as render_diff
+from curation.steps import CurationSummary
 from registry import instances, synthetic
 from registry.connection import DB, connect, init, migrate
 from registry.describe import format_size
 
 DEMO_INSTANCE = "demo"
+#: the curated demo releases live in an embedded instance of their own, named <instance>-census
+CENSUS_SUFFIX = "-census"
 #: registries the synthetic build writes to; any record in them means "not a fresh instance"
 BUILT_REGISTRIES = ("Artifact", "Collection", "Storage", "Feature", "ULabel")
 BUILT_TERMS = ("CellType", "Tissue", "Disease", "Assay", "Organism")
@@ -96,16 +102,21 @@ collection.artifacts.filter(
 )
 
 
-def open_instance(name: str) -> DB:
-    """Connect to ``name`` (migrated), creating it as an embedded instance if it is unknown."""
+CURATED = tuple(Example(title, code, columns) for title, code, columns in full.CURATED_EXAMPLES)
+
+
+def open_instance(name: str, make_default: bool = True) -> DB:
+    """Connect to ``name`` (migrated), creating it as an embedded instance if it is unknown;
+    ``make_default=False`` returns a handle without changing the default instance."""
     config = instances.known_instances().get(name)
     if config is None:
-        return init(name)  # SQLite + local folder under $CELLREGISTRY_HOME/<name>/
+        # SQLite + local folder under $CELLREGISTRY_HOME/<name>/
+        return init(name, make_default=make_default)
     if config.is_embedded:
         database = instances.parse_database_url(config.db)["NAME"]
         if database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-    db = connect(name)
+    db = connect(name) if make_default else DB(name)
     if not config.read_only:
         migrate(db.alias)
     return db
@@ -219,6 +230,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--quiet", action="store_true", help="no progress and no examples: one summary line"
         )
+        parser.add_argument(
+            "--synthetic-only",
+            action="store_true",
+            help="skip the ontologies, the demo releases and their curation (the quick demo)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["artifacts"] < 1:
@@ -232,18 +248,49 @@ class Command(BaseCommand):
         db = open_instance(name)
         progress = None if quiet else console
         built = ensure_demo_data(db, options["artifacts"], options["seed"], progress)
+        census: DB | None = None
+        if not options["synthetic_only"] and not db.config.read_only:
+            census = open_instance(f"{db.name}{CENSUS_SUFFIX}", make_default=False)
+            curated = self._curate_demo_releases(census, console, quiet)
+            built = built or any(s.added for s in curated)
         how = f"built in {time.perf_counter() - started:.1f} s" if built else "reused"
         summary = (
             f"Instance {db.name!r}: {db.Artifact.count():,} artifacts, "
             f"{db.Collection.count():,} collections ({how}; database {redacted(db.config.db)})"
         )
+        if census is not None:
+            summary += (
+                f"\nInstance {census.name!r}: demo releases {', '.join(full.RELEASES)} curated, "
+                f"{census.Artifact.count():,} artifacts (database {redacted(census.config.db)})"
+            )
         console.print(summary, markup=False, soft_wrap=True)
         if not quiet:
-            self._show_examples(db, console)
+            self._show_examples(db, console, EXAMPLES)
+            if census is not None:
+                self._show_examples(census, console, CURATED)
+                self._show_diff(census, console)
 
-    def _show_examples(self, db: DB, console: Console) -> None:
+    def _curate_demo_releases(self, db: DB, console: Console, quiet: bool) -> list[CurationSummary]:
+        """Ontologies, two demo releases and their curation (each skipped when done)."""
+
+        def say(message: str) -> None:
+            if not quiet:
+                console.print(message, markup=False, soft_wrap=True)
+
+        full.ensure_ontologies(db.alias, say)
+        roots = full.ensure_releases(full.bucket_of(db.name), say)
+        return full.curate_all(roots, db.alias, say)
+
+    def _show_diff(self, db: DB, console: Console) -> None:
+        old, new = full.RELEASES
+        console.rule(f"Release diff {old} -> {new}")
+        console.print(Syntax(f"release_diff({old!r}, {new!r})", "python", theme="ansi_dark"))
+        diff = release_diff(old, new, using=db.alias)
+        console.print(render_diff(diff), markup=False, soft_wrap=True)
+
+    def _show_examples(self, db: DB, console: Console, examples: tuple[Example, ...]) -> None:
         namespace: dict[str, Any] = {"db": db}
-        for example in EXAMPLES:
+        for example in examples:
             console.rule(example.title)
             console.print(Syntax(example.code, "python", theme="ansi_dark"))
             started = time.perf_counter()
