@@ -434,7 +434,7 @@ def chunk_tasks(uri: str, tiledb_config: dict[str, str], chunk_rows: int) -> Ite
             if not domain or domain[0] is None or obs.count == 0:
                 continue
             low, high = (int(x) for x in domain[0])
-            features = tuple(_present_features(obs.schema.names, f"{obs.uri}"))
+            features = tuple(_present_features(obs.schema.names, obs.uri))
             for start in range(low, high + 1, chunk_rows):
                 stop = min(start + chunk_rows - 1, high)
                 yield ChunkTask(obs.uri, tiledb_config, start, stop, features, organism_id)

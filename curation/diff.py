@@ -22,6 +22,7 @@ from django.db.models import Count, Max
 
 from curation.collections import CENSUS_KEY
 from curation.register import FEATURES, REFERENCE_TYPE
+from registry.databases import instance_name
 from registry.errors import RegistryError
 from registry.models import Artifact, Collection, Feature
 
@@ -176,7 +177,7 @@ def check_tags(old_tag: str, new_tag: str, using: str) -> None:
         listed = ", ".join(tags) if tags else "none"
         names = " and ".join(repr(t) for t in missing)
         raise ReleaseDiffError(
-            f"No curated datasets of release {names} in database {using!r}. "
+            f"No curated datasets of release {names} in instance {instance_name(using)!r}. "
             f"Curated releases: {listed}. Curate a release with "
             f"`manage.py curate_release --source ROOT/cell-census/<tag>/`."
         )
@@ -202,17 +203,26 @@ def _datasets(old_tag: str, new_tag: str, using: str) -> dict[str, dict[str, tup
         .filter(reference_type=REFERENCE_TYPE, version__in=[old_tag, new_tag])
         .order_by("id")
         .values_list(
-            "version", "reference", "reference_version", "description", "n_observations", "key"
+            "version",
+            "reference",
+            "reference_version",
+            "description",
+            "n_observations",
+            "key",
+            "storage__root",
         )
     )
     by_tag: dict[str, dict[str, tuple]] = {old_tag: {}, new_tag: {}}
-    for tag, dataset_id, version_id, title, n_cells, key in rows:
-        seen = by_tag[tag].get(dataset_id)
-        if seen is not None:
+    where: dict[tuple[str, str], str] = {}
+    for tag, dataset_id, version_id, title, n_cells, key, root in rows:
+        path = f"{root.rstrip('/')}/{key}"
+        if (tag, dataset_id) in where:
             raise ReleaseDiffError(
-                f"Release {tag!r} has two artifacts of dataset {dataset_id} ({seen[3]!r} and "
-                f"{key!r}; curated from two storages?): delete one to compare releases."
+                f"Release {tag!r} has two artifacts of dataset {dataset_id}: "
+                f"{where[tag, dataset_id]} and {path} (curated from two storages?). "
+                f"Delete one to compare releases."
             )
+        where[tag, dataset_id] = path
         by_tag[tag][dataset_id] = (version_id, title, n_cells, key)
     return by_tag
 

@@ -189,14 +189,17 @@ def register_dataset(
     run_id: int | None,
     using: str,
 ) -> tuple[Artifact | None, list[Problem]]:
-    """Register one dataset and its links in one transaction; None if it was there already."""
+    """Register one dataset and its links in one transaction; None if it was there already.
+    The dataset's problems are returned either way: a resumed run reports them too."""
     key = manifest.root.h5ad_key(dataset.h5ad_path)
     entry = manifest.files[dataset.h5ad_path]
     manager = Artifact.objects.db_manager(using)
     with transaction.atomic(using=using):
         lock(dataset.dataset_id, using)
-        if manager.filter(storage=storage, key=key, version=manifest.root.tag).exists():
-            return None, []
+        there = manager.filter(storage=storage, key=key, version=manifest.root.tag)
+        pk = there.values_list("pk", flat=True).first()
+        if pk is not None:
+            return None, link_rows(pk, dataset, counts, vocab)[1]
         artifact = Artifact(
             key=key,
             storage=storage,

@@ -53,9 +53,13 @@ OBS_STRINGS = (
     "tissue_general",
     "tissue_general_ontology_term_id",
 )
+#: string columns are dictionary-encoded, as Census builds store them (observation_joinid, unique
+#: per cell, stays plain)
+CATEGORY = pa.dictionary(pa.int32(), pa.large_string())
+PLAIN_STRINGS = frozenset({"observation_joinid"})
 OBS_SCHEMA = pa.schema(
     [("soma_joinid", pa.int64())]
-    + [(name, pa.large_string()) for name in OBS_STRINGS]
+    + [(name, pa.large_string() if name in PLAIN_STRINGS else CATEGORY) for name in OBS_STRINGS]
     + [
         ("is_primary_data", pa.bool_()),
         ("raw_sum", pa.float64()),
@@ -141,6 +145,9 @@ def census_part(
     columns: dict[str, object] = {"dataset_id": np.full(n, dataset_id, dtype=object)}
     for name in OBS_STRINGS[1:]:
         columns[name] = obs[name].astype(str).to_numpy(dtype=object)
+    for name in OBS_STRINGS:
+        values = pa.array(columns[name], pa.large_string())
+        columns[name] = values if name in PLAIN_STRINGS else values.dictionary_encode()
     columns.update(
         is_primary_data=obs["is_primary_data"].to_numpy(dtype=bool),
         raw_sum=raw_sum,
@@ -242,7 +249,6 @@ class CensusWriter:
         self.organisms: dict[str, _Organism] = {}
         for term_id, (label, n_cells, genes) in organisms.items():
             exp = data.add_new_collection(experiment_name(label), soma.Experiment)
-            exp.add_new_dataframe("obs", schema=OBS_SCHEMA, domain=[(0, max(n_cells, 1) - 1)])
             rna = exp.add_new_collection("ms").add_new_collection("RNA", soma.Measurement)
             rna.add_new_dataframe("var", schema=VAR_SCHEMA, domain=[(0, max(len(genes), 1) - 1)])
             rna.add_new_collection("X").add_new_sparse_ndarray(
@@ -292,9 +298,6 @@ class CensusWriter:
             self._flush(org)
 
     def _flush(self, org: _Organism) -> None:
-        if org.obs_parts:
-            org.experiment.obs.write(pa.concat_tables(org.obs_parts))
-            org.obs_parts.clear()
         if org.x_parts:
             rows = np.concatenate([p[0] for p in org.x_parts])
             cols = np.concatenate([p[1] for p in org.x_parts])
@@ -303,10 +306,27 @@ class CensusWriter:
             org.x_parts.clear()
             org.buffered_nnz = 0
 
+    def _write_obs(self, org: _Organism) -> None:
+        """All of an experiment's obs in one write: one fragment, one dictionary per column.
+
+        (With tiledbsoma 2.3 a dataframe made by ``add_new_dataframe`` and written through that
+        handle reads back dictionary columns without values; one created on its own, written,
+        then added to the experiment reads back right.)
+        """
+        table = pa.concat_tables(org.obs_parts).unify_dictionaries().combine_chunks()
+        uri = f"{org.experiment.uri.rstrip('/')}/obs"
+        domain = [(0, max(table.num_rows, 1) - 1)]
+        with soma.DataFrame.create(uri, schema=OBS_SCHEMA, domain=domain) as obs:
+            if table.num_rows:
+                obs.write(table)
+        org.experiment.set("obs", soma.DataFrame.open(uri), use_relative_uri=True)
+        org.obs_parts.clear()
+
     def close(self, tag: str, dataset_schema_version: str) -> None:
         """Write what needs every dataset (var, presence, census_info) and close the store."""
         for org in self.organisms.values():
             self._flush(org)
+            self._write_obs(org)
             genes = org.genes
             org.experiment.ms["RNA"].var.write(
                 pa.Table.from_pydict(

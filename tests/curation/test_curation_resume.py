@@ -491,6 +491,15 @@ def copies(
                 conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
+def _unknown_and_deprecated_terms(db: ln.DB) -> None:
+    """Datasets of the demo release with natural killer cells get an unknown term (deleted from
+    the registry), those with CL:0000451 a deprecated one."""
+    cell_types = db.ontologies.CellType
+    cell_types.filter(ontology_id="CL:0000623").delete()
+    t_cell = cell_types.get(ontology_id="CL:0000084")
+    cell_types.filter(ontology_id="CL:0000451").update(is_deprecated=True, replaced_by=t_cell)
+
+
 def _n_h5ads(db: ln.DB) -> int:
     return db.Artifact.filter(suffix=".h5ad").count()
 
@@ -514,6 +523,8 @@ def test_killed_runs_resume_to_the_registry_of_an_uninterrupted_run(
     release = bucket / "cell-census" / OLD
     runner = Runner(tmp_path)
     reference, resumed = copies("reference"), copies("resumed")
+    for db in (reference, resumed):  # problems to report: an unknown and a deprecated term
+        _unknown_and_deprecated_terms(db)
     uninterrupted = runner.start("reference", release)
 
     # the interrupted runs under the pauser are started ahead (imports take most of a run)
@@ -532,6 +543,8 @@ def test_killed_runs_resume_to_the_registry_of_an_uninterrupted_run(
     uninterrupted.finish()
     expected = registry_snapshot(reference.alias)
     assert len([a for a in expected["artifacts"] if a[9] == ".h5ad"]) == N_DATASETS
+    reasons = {problem[1] for problem in expected["runs"][0][4]}
+    assert {"unknown term ids", "deprecated terms"} <= reasons
     assert_version_chains(reference.alias)
     _assert_whole_datasets(resumed, expected)
 

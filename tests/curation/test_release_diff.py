@@ -19,7 +19,7 @@ from curation.demo.release import PLAN_FILE, build_release
 from curation.diff import ReleaseDiff, ReleaseDiffError, release_diff
 from curation.register import REFERENCE_TYPE
 from curation.steps import curate_release
-from registry.models import Artifact, ArtifactCellType, ArtifactTissue
+from registry.models import Artifact, ArtifactCellType, ArtifactTissue, Storage
 
 OLD, NEW = "2024-07-01", "2025-01-30"
 N_DATASETS, CELLS = 20, 100
@@ -174,8 +174,13 @@ def test_command_table_and_json(curated: ln.DB, releases: Path) -> None:
     assert f"Release diff {OLD} -> {NEW}: {len(diff.added)} added" in table
     for heading in ("Added (", "Removed (", "Revised ("):
         assert heading in table
-    for entry in diff.added + diff.removed + diff.revised:
+    for entry in diff.added + diff.removed + diff.revised + diff.label_changes:
         assert entry.dataset_id in table
+    for change in diff.label_changes:
+        for labels in change.features.values():
+            assert all(name in table for name in labels.gained + labels.lost)
+    # a title's marker is text, not rich markup
+    assert ("[revised]" in table) == any(c.revised for c in diff.label_changes)
 
     data = diff_json(OLD, NEW)
     assert list(data) == [
@@ -191,8 +196,9 @@ def test_command_table_and_json(curated: ln.DB, releases: Path) -> None:
     assert data["unchanged"] == diff.unchanged
     assert data["label_changes"] == diff.as_dict()["label_changes"]
 
-    only = diff_json(OLD, NEW, "--feature", "cell_type", "--feature", "tissue")
+    only = diff_json(OLD, NEW, "--feature", "tissue", "--feature", "cell_type")
     assert only["features"] == ["cell_type", "tissue"]
+    assert diff_json(OLD, NEW, "--feature", "cell_type", "tissue")["features"] == only["features"]
 
 
 def test_errors_name_the_tags(curated: ln.DB) -> None:
@@ -209,6 +215,21 @@ def test_errors_name_the_tags(curated: ln.DB) -> None:
         release_diff(OLD, NEW, using=curated.alias, features=["cell_types"])
     with pytest.raises(CommandError, match="invalid choice"):
         call_command("release_diff", OLD, NEW, "--feature", "celltype")
+    # the same release curated from a second storage: which artifact to compare is ambiguous
+    alias = curated.alias
+    artifact = Artifact.objects.db_manager(alias).filter(version=NEW, suffix=".h5ad").first()
+    mirror = Storage.objects.db_manager(alias).create(root="s3://mirror-bucket")
+    Artifact.objects.db_manager(alias).create(
+        key=artifact.key,
+        storage=mirror,
+        version=NEW,
+        reference=artifact.reference,
+        reference_type=REFERENCE_TYPE,
+        reference_version=artifact.reference_version,
+    )
+    message = f"Release '{NEW}' has two artifacts of dataset {artifact.reference}: .* and "
+    with pytest.raises(ReleaseDiffError, match=message + f"s3://mirror-bucket/{artifact.key}"):
+        release_diff(OLD, NEW, using=alias)
 
 
 def test_no_curated_release_at_all(curation_db: ln.DB) -> None:
