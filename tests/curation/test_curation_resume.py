@@ -1,12 +1,14 @@
-"""``curate_release`` is resumable, idempotent and safe to run concurrently (issue 5, 6 and 7).
+"""``curate_release`` is resumable, idempotent and safe to run concurrently (issue 5, points 6
+and 7).
 
-The commands run as real processes (``manage.py --instance NAME curate_release``), each instance a
-copy of the session's ontology template. Interruptions are SIGKILLs: the process gets no chance
-to clean up. To kill it at chosen points (inside a dataset's transaction, after N datasets, in the
-collections step, ...) rather than wherever a timer happens to land, the command runs under a
+The commands run as real processes (``manage.py --instance NAME curate_release``), each instance
+a copy of the session's ontology template. Interruptions are SIGKILLs: the process gets no chance
+to clean up. To kill it at chosen points (inside a dataset's transaction, after N datasets, in
+the collections step, ...) rather than wherever a timer happens to land, the command runs under a
 small launcher (``PAUSER``) that wraps one function of the pipeline to write a marker file and
 wait there; the test sees the marker and sends SIGKILL. One interruption uses the unmodified
-command, killed when the registry shows its first datasets.
+command, killed once the registry shows that it registered some datasets. The same launcher
+interleaves two concurrent runs on PostgreSQL at a chosen point.
 
 Registries are compared through :func:`registry_snapshot`: every record and link by natural keys
 (artifact key + version, ontology id, ULabel type + name, feature name), never by uid, pk or
@@ -425,6 +427,7 @@ class Runner:
         self.pauser = folder / "pauser.py"
         self.pauser.write_text(PAUSER)
         self.count = 0
+        self.commands: list[Command] = []
 
     def start(
         self, instance: str, release: Path, pause_at: str | None = None, held: bool = False
@@ -450,7 +453,15 @@ class Runner:
         stderr = self.folder / f"run-{self.count}.err"
         with stdout.open("w") as out, stderr.open("w") as err:
             process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=err)
-        return Command(process, stdout, stderr, marker, start_file)
+        self.commands.append(Command(process, stdout, stderr, marker, start_file))
+        return self.commands[-1]
+
+    def close(self) -> None:
+        """Kill the processes still running (a failed test leaves held or paused ones)."""
+        for command in self.commands:
+            if command.process.poll() is None:
+                command.process.kill()
+                command.process.wait(timeout=TIMEOUT)
 
 
 # --- fixtures --------------------------------------------------------------------------------
@@ -469,6 +480,14 @@ def two_releases(bucket: Path) -> list[Path]:
     """The bucket's release and the next one (changed, added and dropped datasets)."""
     build_release(str(bucket), NEW, previous=OLD, workers=1)
     return [bucket / "cell-census" / OLD, bucket / "cell-census" / NEW]
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Iterator[Runner]:
+    """Starts curation processes; kills those left running at the end."""
+    started = Runner(tmp_path)
+    yield started
+    started.close()
 
 
 @pytest.fixture
@@ -518,18 +537,18 @@ def _assert_whole_datasets(db: ln.DB, reference: dict[str, list]) -> None:
 
 
 def test_killed_runs_resume_to_the_registry_of_an_uninterrupted_run(
-    bucket: Path, copies: Callable[[str], ln.DB], tmp_path: Path
+    bucket: Path, copies: Callable[[str], ln.DB], runner: Runner
 ) -> None:
     release = bucket / "cell-census" / OLD
-    runner = Runner(tmp_path)
     reference, resumed = copies("reference"), copies("resumed")
     for db in (reference, resumed):  # problems to report: an unknown and a deprecated term
         _unknown_and_deprecated_terms(db)
     uninterrupted = runner.start("reference", release)
 
-    # the interrupted runs under the pauser are started ahead (imports take most of a run)
+    # the later runs are started ahead (imports take most of a run's time)
     pausing = ("in-dataset:4", "dataset:10", "collection:3", "step:soma")
     paused = {at: runner.start("resumed", release, pause_at=at, held=True) for at in pausing}
+    last, rerun = (runner.start("resumed", release, held=True) for _ in range(2))
 
     def kill(at: str) -> None:
         paused[at].start()
@@ -569,7 +588,8 @@ def test_killed_runs_resume_to_the_registry_of_an_uninterrupted_run(
     assert resumed.Artifact.filter(otype="tiledbsoma").count() == 1
     assert resumed.Run.one().status == "started"
 
-    out = runner.start("resumed", release).finish()
+    last.start()
+    out = last.finish()
     assert f"added 0 artifacts, {N_DATASETS} already there" in out
     assert_same(registry_snapshot(resumed.alias), expected)
     assert_version_chains(resumed.alias)
@@ -577,7 +597,8 @@ def test_killed_runs_resume_to_the_registry_of_an_uninterrupted_run(
 
     # a rerun of the finished release writes nothing: no row added, changed or removed
     dump = table_dump(resumed.alias)
-    out = runner.start("resumed", release).finish()
+    rerun.start()
+    out = rerun.finish()
     assert "already curated" in out
     assert table_dump(resumed.alias) == dump
 
@@ -596,7 +617,7 @@ def _blocked(db: ln.DB) -> bool:
     not on_postgres(), reason="concurrent writers need PostgreSQL (SQLite serialises writes)"
 )
 def test_concurrent_runs_of_two_releases(
-    two_releases: list[Path], copies: Callable[[str], ln.DB], tmp_path: Path
+    two_releases: list[Path], copies: Callable[[str], ln.DB], runner: Runner
 ) -> None:
     """Both releases start at once and register their datasets side by side (the same datasets,
     donors, features, user, storage, transform). Their later steps are interleaved on purpose:
@@ -605,7 +626,6 @@ def test_concurrent_runs_of_two_releases(
     release holds its SOMA store's version uncommitted; the new release's store must then wait
     for it and revise it, not start a version family of its own."""
     old_release, new_release = two_releases
-    runner = Runner(tmp_path)
     concurrent, sequential = copies("concurrent"), copies("sequential")
     in_order = runner.start("sequential", old_release)
 

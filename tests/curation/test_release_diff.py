@@ -17,6 +17,7 @@ import registry as ln
 from curation.demo.plan import ReleasePlan
 from curation.demo.release import PLAN_FILE, build_release
 from curation.diff import ReleaseDiff, ReleaseDiffError, release_diff
+from curation.management.commands.release_diff import render
 from curation.register import REFERENCE_TYPE
 from curation.steps import curate_release
 from registry.models import Artifact, ArtifactCellType, ArtifactTissue, Storage
@@ -176,9 +177,11 @@ def test_command_table_and_json(curated: ln.DB, releases: Path) -> None:
         assert heading in table
     for entry in diff.added + diff.removed + diff.revised + diff.label_changes:
         assert entry.dataset_id in table
+    # label names one per line (wide enough, none wraps)
+    wide = render(diff, width=400)
     for change in diff.label_changes:
         for labels in change.features.values():
-            assert all(name in table for name in labels.gained + labels.lost)
+            assert all(name in wide for name in labels.gained + labels.lost)
     # a title's marker is text, not rich markup
     assert ("[revised]" in table) == any(c.revised for c in diff.label_changes)
 
