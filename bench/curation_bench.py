@@ -93,8 +93,11 @@ def run(backend: str, source: str, pg_url: str, workers: int) -> dict:
         "per_cell_us": round(per_cell * 1e6, 3),
         "per_dataset_ms": round(per_dataset * 1e3, 2),
         "real_release_estimate_minutes": round(estimate_s / 60, 1),
-        "targets": {"curate_seconds": 90 if backend == "sqlite" else 120, "rerun_seconds": 10,
-                    "scan_cells_per_second": 2_000_000},  # fmt: skip
+        "targets": {
+            "curate_seconds": 90 if backend == "sqlite" else 120,
+            "rerun_seconds": 10,
+            "scan_cells_per_second": 2_000_000,
+        },  # fmt: skip
     }
 
 
