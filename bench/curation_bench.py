@@ -32,6 +32,8 @@ import psycopg  # noqa: E402
 
 import registry as ln  # noqa: E402
 
+ln.setup()  # Django, before the curation modules (they import the models)
+
 REAL_CELLS = 162_000_000
 REAL_DATASETS = 1845
 LAMINDB_HOURS = 24
@@ -67,10 +69,13 @@ def run(backend: str, source: str, pg_url: str, workers: int) -> dict:
     root = ReleaseRoot.parse(source)
     storage_backend = backend_for(release_storage(root, db.alias))
     uri = storage_backend.uri(root.soma_key)
-    started = time.perf_counter()
     with make_executor("local", workers=workers) as pool:
+        started = time.perf_counter()
         counts = scan_store(uri, storage_backend.tiledb_config(), pool)
-    scan_s = time.perf_counter() - started
+        cold_scan_s = time.perf_counter() - started  # includes starting the worker processes
+        started = time.perf_counter()
+        counts = scan_store(uri, storage_backend.tiledb_config(), pool)
+        scan_s = time.perf_counter() - started
     cells = sum(
         sum(c.n_cells for c in dataset.get("organism", {}).values()) for dataset in counts.values()
     )
@@ -78,7 +83,7 @@ def run(backend: str, source: str, pg_url: str, workers: int) -> dict:
     again = curate_release(source, using=db.alias, workers=workers)
     rerun_s = time.perf_counter() - started
     assert again.already_curated
-    per_cell = scan_s / cells
+    per_cell = cold_scan_s / cells
     per_dataset = max(curate_s - scan_s, 0.0) / summary.added
     estimate_s = REAL_CELLS * per_cell + REAL_DATASETS * per_dataset
     return {
@@ -88,6 +93,7 @@ def run(backend: str, source: str, pg_url: str, workers: int) -> dict:
         "problems": len(summary.problems),
         "curate_seconds": round(curate_s, 2),
         "scan_seconds": round(scan_s, 2),
+        "scan_seconds_with_worker_start": round(cold_scan_s, 2),
         "scan_cells_per_second": round(cells / scan_s),
         "noop_rerun_seconds": round(rerun_s, 3),
         "per_cell_us": round(per_cell * 1e6, 3),
