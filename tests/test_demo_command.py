@@ -74,7 +74,7 @@ def test_demo_builds_answers_and_reruns_idempotently(tmp_path: Path) -> None:
     assert "Mature kidney dataset: immune" in curated and "1 rows" in curated
     assert "kidney (500 cells)" in out or "Tissue: kidney (" in out
     assert "Curated release: stream a slice" in out and "AnnData object" in out
-    diff = out.split("Release diff 2025-07-01 -> 2025-11-08")[1]
+    diff = out.split("Release diff 2025-07-01 -> 2025-11-08")[-1]
     assert "added" in diff.lower() and "removed" in diff.lower() and "revised" in diff.lower()
     assert (home / "demo-census" / "census-bucket" / "cell-census" / "2025-11-08").is_dir()
 
