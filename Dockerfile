@@ -12,6 +12,7 @@ COPY pyproject.toml README.md manage.py ./
 COPY registry ./registry
 COPY ontologies ./ontologies
 COPY curation ./curation
+COPY demo ./demo
 RUN pip install .
 
 EXPOSE 8000

@@ -6,7 +6,7 @@ pool), the obs scan alone (cells/s), and a no-op rerun. The measured per-cell (s
 per-dataset (the rest) costs are extrapolated to the real LTS release (162 M cells, 1,845
 datasets). One JSON object on stdout. Build the release first (takes a few minutes), then::
 
-    /tmp/venv0/bin/python -c "from curation.demo.release import build_release; \\
+    /tmp/venv0/bin/python -c "from demo.census.release import build_release; \\
         build_release('/tmp/bigbucket', '2025-11-08', n_datasets=1845, cells_per_dataset=1084)"
     /tmp/venv0/bin/python bench/curation_bench.py --source /tmp/bigbucket/cell-census/2025-11-08/
 """

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "registry.settings")
 
-from curation.demo.release import build_release  # noqa: E402
+from demo.census.release import build_release  # noqa: E402
 
 
 def main() -> None:

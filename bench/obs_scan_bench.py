@@ -39,15 +39,10 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 import tiledbsoma as soma  # noqa: E402
 
-from curation.annotate import (  # noqa: E402
-    DATASET_COLUMN,
-    OBS_FEATURES,
-    PRIMARY_COLUMN,
-    obs_column,
-    scan_store,
-)
-from curation.demo.release import build_release  # noqa: E402
+from curation.annotate import scan_store  # noqa: E402
 from curation.executors import make_executor  # noqa: E402
+from curation.features import DATASET_COLUMN, OBS_FEATURES, PRIMARY_COLUMN  # noqa: E402
+from demo.census.release import build_release  # noqa: E402
 
 TARGET = 2e6
 TAG = "2025-01-30"
@@ -108,7 +103,7 @@ def _as_dictionary(column: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 def census_format_copy(source: str, dest: str) -> None:
     """``census_info/organisms`` and the counted obs columns of ``source``, string columns as
     dictionaries (TileDB enumerations), one fragment per experiment."""
-    columns = ["soma_joinid", DATASET_COLUMN, PRIMARY_COLUMN, *map(obs_column, OBS_FEATURES)]
+    columns = ["soma_joinid", DATASET_COLUMN, PRIMARY_COLUMN, *(f.obs_column for f in OBS_FEATURES)]
     with soma.open(source) as census, soma.Collection.create(dest) as root:
         info = root.add_new_collection("census_info")
         organisms = census["census_info"]["organisms"].read().concat()

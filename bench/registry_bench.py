@@ -1,6 +1,6 @@
 """Benchmark of the registry on the seeded synthetic CELLxGENE workload, on SQLite and PostgreSQL.
 
-For each backend a fresh instance is created, the vocabulary of :mod:`registry.synthetic` is
+For each backend a fresh instance is created, the vocabulary of :mod:`demo.synthetic` is
 written, and then these are timed (median of ``--repeats`` after ``--warmups``):
 
 (a) registering and linking all artifacts, per record (``write_per_record``) and in bulk
@@ -54,7 +54,7 @@ from django.db import connections, transaction  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 import registry as ln  # noqa: E402
-from registry import synthetic  # noqa: E402
+from demo import synthetic  # noqa: E402
 from registry.instances import parse_database_url  # noqa: E402
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/cellregistry_bench"
@@ -203,7 +203,7 @@ def database_version(alias: str) -> str:
 def clear_artifacts(alias: str) -> None:
     """Delete every artifact with its label and collection links (between create repetitions)."""
     artifact_model = apps.get_model("registry", "Artifact")
-    link_models = [field.remote_field.through for field in artifact_model.label_fields()]
+    link_models = [relation.through for relation in artifact_model.label_relations()]
     link_models.append(apps.get_model("registry", "CollectionArtifact"))
     with transaction.atomic(using=alias):
         for model in link_models:
@@ -250,8 +250,8 @@ def table_counts(alias: str) -> dict[str, int]:
     """Rows of the artifact, link and collection tables (shows the workload size)."""
     names = ["Artifact", "Collection", "CollectionArtifact"]
     names += [
-        field.remote_field.through.__name__
-        for field in apps.get_model("registry", "Artifact").label_fields()
+        relation.through.__name__
+        for relation in apps.get_model("registry", "Artifact").label_relations()
     ]
     counts = {name: apps.get_model("registry", name).objects.using(alias).count() for name in names}
     return {name: count for name, count in counts.items() if count}
@@ -576,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         "workload": {
             "artifacts": args.artifacts,
             "seed": args.seed,
-            "generator": "registry.synthetic",
+            "generator": "demo.synthetic",
             "write_per_record_defaults": per_record_defaults(),
         },
         "source": source_state(),

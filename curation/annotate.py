@@ -1,9 +1,9 @@
 """Cell counts per dataset and term: what the annotate step links to each artifact.
 
-For each dataset, every feature of :data:`FEATURES` maps each of its values to a
-:class:`TermCount` (cells, and primary cells). The value is the ontology term id for ontology
-features (``cell_type``, ``tissue``, ..., ``organism``) and the obs value itself for
-``suspension_type``, ``tissue_type`` and ``donor_id``.
+For each dataset, every feature of the table of curated features (:mod:`curation.features`) maps
+each of its values to a :class:`TermCount` (cells, and primary cells). The value is the ontology
+term id for ontology features (``cell_type``, ``tissue``, ..., ``organism``) and the obs value
+itself for ``suspension_type``, ``tissue_type`` and ``donor_id``.
 
 Two sources give the same counts:
 
@@ -19,7 +19,8 @@ Counting is vectorised: each column is dictionary-encoded (or used as it is when
 already holds it as a dictionary) and ``numpy.bincount`` counts the pairs (dataset, value), once
 for all cells and once for primary cells. Multi-valued values (``"A || B"``) are split after
 grouping: the combined value is counted once, and its counts are then added to each of its terms
-(a cell of ``"A || B"`` counts for ``A`` and for ``B``; a term listed twice counts once).
+(a cell of ``"A || B"`` counts for ``A`` and for ``B``; a term listed twice counts once). Only
+the features the table marks multi-valued are split.
 
 The values ``"unknown"`` and ``"na"`` (e.g. the ethnicity of mouse cells) are kept in the counts
 like any other value: they are no ontology terms, and whether to link them is the caller's
@@ -41,33 +42,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curation.features import (
+    BY_NAME,
+    DATASET_COLUMN,
+    NAMES,
+    OBS_FEATURES,
+    PRIMARY_COLUMN,
+    split_terms,
+)
+
 if TYPE_CHECKING:
     from curation.executors import TaskExecutor
 
-#: every feature an artifact is annotated with, in link order
-FEATURES: tuple[str, ...] = (
-    "cell_type",
-    "tissue",
-    "tissue_general",
-    "disease",
-    "assay",
-    "organism",
-    "development_stage",
-    "self_reported_ethnicity",
-    "sex",
-    "suspension_type",
-    "tissue_type",
-    "donor_id",
-)
-#: features whose values are ontology term ids (obs column ``<feature>_ontology_term_id``)
-ONTOLOGY_FEATURES = frozenset(FEATURES) - {"suspension_type", "tissue_type", "donor_id"}
-#: features that a source may lack (``tissue_general`` is added by the Census, not in h5ads)
-OPTIONAL_FEATURES = frozenset({"tissue_general"})
-#: features read from obs columns (organism comes from the store's or the file's metadata)
-OBS_FEATURES: tuple[str, ...] = tuple(f for f in FEATURES if f != "organism")
-PRIMARY_COLUMN = "is_primary_data"
-DATASET_COLUMN = "dataset_id"
-MULTI_TERM_DELIMITER = "||"
 DEFAULT_CHUNK_ROWS = 1_000_000
 #: up to this many (dataset, primary, value) combinations, one bincount counts them all
 _DENSE_LIMIT = 1 << 22
@@ -95,19 +81,7 @@ _Tally = dict[tuple[str, str, str], list[int]]
 
 def obs_column(feature: str) -> str:
     """The obs column holding ``feature`` (``cell_type`` -> ``cell_type_ontology_term_id``)."""
-    return f"{feature}_ontology_term_id" if feature in ONTOLOGY_FEATURES else feature
-
-
-def split_terms(value: str) -> list[str]:
-    """The terms of a multi-valued obs value: ``"A || B"`` -> ``["A", "B"]``.
-
-    A value without the delimiter is returned as it is; the parts of a multi-valued one are
-    stripped, and empty or repeated parts are dropped.
-    """
-    if MULTI_TERM_DELIMITER not in value:
-        return [value]
-    parts = (part.strip() for part in value.split(MULTI_TERM_DELIMITER))
-    return list(dict.fromkeys(part for part in parts if part))
+    return BY_NAME[feature].obs_column
 
 
 # --- vectorised counting ----------------------------------------------------------------------
@@ -267,7 +241,7 @@ def _finish(tally: _Tally) -> dict[str, DatasetCounts]:
     sums: dict[str, dict[str, dict[str, list[int]]]] = {}
     for (dataset_id, feature, value), (n, n_primary) in tally.items():
         by_value = sums.setdefault(dataset_id, {}).setdefault(feature, {})
-        terms = split_terms(value) if feature in ONTOLOGY_FEATURES else [value]
+        terms = split_terms(value) if BY_NAME[feature].multi_valued else [value]
         for term in terms:
             entry = by_value.setdefault(term, [0, 0])
             entry[0] += n
@@ -275,7 +249,7 @@ def _finish(tally: _Tally) -> dict[str, DatasetCounts]:
     return {
         dataset_id: {
             feature: {value: TermCount(n, p) for value, (n, p) in sorted(values.items())}
-            for feature, values in sorted(features.items(), key=lambda f: FEATURES.index(f[0]))
+            for feature, values in sorted(features.items(), key=lambda f: NAMES.index(f[0]))
         }
         for dataset_id, features in sums.items()
     }
@@ -318,11 +292,7 @@ def count_obs(obs: pd.DataFrame, organism_id: str) -> DatasetCounts:
 def _present_features(columns: list[str], where: str) -> list[str]:
     """The obs features to count given the available ``columns`` (optional ones may lack)."""
     available = set(columns)
-    missing = [
-        obs_column(f)
-        for f in OBS_FEATURES
-        if obs_column(f) not in available and f not in OPTIONAL_FEATURES
-    ]
+    missing = [f.obs_column for f in OBS_FEATURES if f.in_h5ad and f.obs_column not in available]
     if PRIMARY_COLUMN not in available:
         missing.append(PRIMARY_COLUMN)
     if missing:
@@ -330,7 +300,7 @@ def _present_features(columns: list[str], where: str) -> list[str]:
             f"{where} lacks the column(s) {', '.join(missing)}: cells cannot be counted without "
             "them (is it a CELLxGENE dataset with the portal's columns?)."
         )
-    return [f for f in OBS_FEATURES if obs_column(f) in available]
+    return [f.name for f in OBS_FEATURES if f.obs_column in available]
 
 
 # --- the scan of a SOMA store -----------------------------------------------------------------

@@ -15,8 +15,9 @@ from __future__ import annotations
 from django.db import transaction
 
 from curation.manifest import Manifest
-from curation.register import lock, save_version
+from registry.locks import advisory_lock
 from registry.models import Artifact, Collection, CollectionArtifact, Storage
+from registry.models.base import save_version
 
 CENSUS_KEY = "cellxgene-census"
 COLLECTION_REFERENCE = "cellxgene_collection_id"
@@ -54,7 +55,7 @@ def curate_collections(
             groups.setdefault(row.collection_id, []).append(row)
     for collection_id, rows in groups.items():
         with transaction.atomic(using=using):
-            lock(collection_id, using)
+            advisory_lock(collection_id, using)
             family = list(
                 manager.filter(reference=collection_id, reference_type=COLLECTION_REFERENCE)
             )
@@ -85,7 +86,7 @@ def curate_collections(
             _add_members(collection, [artifacts[r.dataset_id] for r in rows], using)
             stats["revised" if family else "created"] += 1
     with transaction.atomic(using=using):
-        lock(CENSUS_KEY, using)
+        advisory_lock(CENSUS_KEY, using)
         family = list(manager.filter(key=CENSUS_KEY))
         if not any(c.version == tag for c in family):
             census = Collection(
@@ -108,7 +109,7 @@ def register_soma(manifest: Manifest, storage: Storage, run_id: int | None, usin
     key = manifest.root.soma_key
     manager = Artifact.objects.db_manager(using)
     with transaction.atomic(using=using):
-        lock(SOMA_REFERENCE, using)
+        advisory_lock(SOMA_REFERENCE, using)
         if manager.filter(storage=storage, key=key, version=manifest.root.tag).exists():
             return False
         soma = Artifact(

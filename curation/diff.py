@@ -21,7 +21,8 @@ from django.db import models
 from django.db.models import Count, Max
 
 from curation.collections import CENSUS_KEY
-from curation.register import FEATURES, REFERENCE_TYPE
+from curation.features import BY_NAME, NAMES
+from curation.register import REFERENCE_TYPE
 from registry.databases import instance_name
 from registry.errors import RegistryError
 from registry.models import Artifact, Collection, Feature
@@ -186,14 +187,13 @@ def check_tags(old_tag: str, new_tag: str, using: str) -> None:
 def check_features(features: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
     """The features to compare (default: all curated ones), validated, in curation order."""
     if not features:
-        return tuple(FEATURES)
-    unknown = [f for f in features if f not in FEATURES]
+        return NAMES
+    unknown = [f for f in features if f not in BY_NAME]
     if unknown:
         raise ReleaseDiffError(
-            f"Unknown feature(s) {', '.join(map(repr, unknown))}; "
-            f"choose from: {', '.join(FEATURES)}."
+            f"Unknown feature(s) {', '.join(map(repr, unknown))}; choose from: {', '.join(NAMES)}."
         )
-    return tuple(f for f in FEATURES if f in features)
+    return tuple(f for f in NAMES if f in features)
 
 
 def _datasets(old_tag: str, new_tag: str, using: str) -> dict[str, dict[str, tuple]]:
@@ -276,11 +276,11 @@ def label_changes(
     labels of ``features`` differ. One query per label relation."""
     ids = dict(_objects(Feature, using).filter(name__in=features).values_list("name", "id"))
     names = {pk: name for name, pk in ids.items()}
-    relations = {FEATURES[name].relation for name in ids}
+    relations = {BY_NAME[name].relation for name in ids}
     gained: dict[tuple[str, str], set[str]] = defaultdict(set)
     lost: dict[tuple[str, str], set[str]] = defaultdict(set)
     for relation in sorted(relations):
-        through = Artifact._meta.get_field(relation).remote_field.through
+        through = Artifact.link_table(relation)
         for dataset_id, feature_id, label, tag in _unpaired_links(through, old_tag, new_tag, using):
             if feature_id in names:
                 (gained if tag == new_tag else lost)[dataset_id, names[feature_id]].add(label)

@@ -20,48 +20,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.apps import apps
-from django.db import connections, transaction
+from django.db import models, transaction
 
 from curation.annotate import DatasetCounts, TermCount
+from curation.features import FEATURES, NAMES, NO_TERM, CuratedFeature
 from curation.manifest import DatasetRow, Manifest
-from registry.labels import insert_links
+from registry.locks import advisory_lock
 from registry.models import Artifact, Feature, Storage, ULabel
-from registry.models.base import VersionedRecord
+from registry.models.base import save_version
+from registry.query.links import insert_links
 
 REFERENCE_TYPE = "cellxgene_dataset_id"
-NO_TERM = frozenset({"unknown", "na", ""})
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """Where a feature's values link: the Artifact relation, the registry, the ULabel type."""
-
-    relation: str
-    registry: str  # "app.Model"
-    ulabel_type: str = ""
-
-    @property
-    def dtype(self) -> str:
-        """The Feature's dtype, e.g. ``cat[CellType]`` or ``cat[ULabel[Donor]]``."""
-        model = self.registry.split(".")[1]
-        return f"cat[ULabel[{self.ulabel_type}]]" if self.ulabel_type else f"cat[{model}]"
-
-
-FEATURES: dict[str, FeatureSpec] = {
-    "cell_type": FeatureSpec("cell_types", "ontologies.CellType"),
-    "tissue": FeatureSpec("tissues", "ontologies.Tissue"),
-    "tissue_general": FeatureSpec("tissues", "ontologies.Tissue"),
-    "disease": FeatureSpec("diseases", "ontologies.Disease"),
-    "assay": FeatureSpec("assays", "ontologies.Assay"),
-    "organism": FeatureSpec("organisms", "ontologies.Organism"),
-    "development_stage": FeatureSpec("developmental_stages", "ontologies.DevelopmentalStage"),
-    "self_reported_ethnicity": FeatureSpec("ethnicities", "ontologies.Ethnicity"),
-    "sex": FeatureSpec("phenotypes", "ontologies.Phenotype"),
-    "suspension_type": FeatureSpec("ulabels", "registry.ULabel", "SuspensionType"),
-    "tissue_type": FeatureSpec("ulabels", "registry.ULabel", "TissueType"),
-    "donor_id": FeatureSpec("ulabels", "registry.ULabel", "Donor"),
-}
 
 
 @dataclass(frozen=True)
@@ -96,11 +65,11 @@ def ensure_features(using: str) -> dict[str, int]:
     """The Feature records of the curated obs columns and the ULabel types (created if absent;
     safe when another run creates them at the same time)."""
     ids = {}
-    for name, spec in FEATURES.items():
+    for spec in FEATURES:
         feature, _ = Feature.objects.db_manager(using).get_or_create(
-            name=name, defaults={"dtype": spec.dtype}
+            name=spec.name, defaults={"dtype": spec.dtype}
         )
-        ids[name] = feature.pk
+        ids[spec.name] = feature.pk
         if spec.ulabel_type:
             ULabel.objects.db_manager(using).get_or_create(
                 name=spec.ulabel_type, type=None, defaults={"is_type": True}
@@ -108,20 +77,28 @@ def ensure_features(using: str) -> dict[str, int]:
     return ids
 
 
+def label_registry(spec: CuratedFeature) -> type[models.Model]:
+    """The registry a feature's values link to: the one behind its Artifact relation."""
+    for relation in Artifact.label_relations():
+        if relation.name == spec.relation:
+            return relation.registry
+    raise LookupError(f"Artifact has no relation {spec.relation!r} (feature {spec.name!r}).")
+
+
 def resolve_terms(counts: Iterable[DatasetCounts], using: str) -> Vocabulary:
     """Map every value met in ``counts`` to a registry pk (creating the ULabels it needs)."""
-    values: dict[str, set[str]] = {name: set() for name in FEATURES}
+    values: dict[str, set[str]] = {name: set() for name in NAMES}
     for dataset in counts:
         for feature, terms in dataset.items():
             if feature in values:
                 values[feature].update(t for t in terms if t not in NO_TERM)
     vocab = Vocabulary(features=ensure_features(using), terms={})
-    for name, spec in FEATURES.items():
-        wanted = values[name]
+    for spec in FEATURES:
+        name, wanted = spec.name, values[spec.name]
         if spec.ulabel_type:
             vocab.terms[name] = _ulabels(spec.ulabel_type, wanted, using)
             continue
-        model = apps.get_model(spec.registry)
+        model = label_registry(spec)
         found: dict[str, int] = {}
         deprecated: dict[str, str] = {}
         rows = model.objects.db_manager(using).filter(ontology_id__in=wanted)
@@ -156,7 +133,8 @@ def link_rows(
     """Link rows per relation for one dataset, and its problems (unknown/deprecated terms)."""
     rows: dict[str, list[tuple]] = {}
     problems: list[Problem] = []
-    for name, spec in FEATURES.items():
+    for spec in FEATURES:
+        name = spec.name
         terms: dict[str, TermCount] = counts.get(name, {})
         unknown, deprecated = [], []
         for value, count in sorted(terms.items()):
@@ -169,7 +147,7 @@ def link_rows(
             rows.setdefault(spec.relation, []).append(
                 (artifact_id, pk, vocab.features[name], count.n_cells, count.n_primary_cells)
             )
-        column = name if spec.ulabel_type else f"{name}_ontology_term_id"
+        column = spec.obs_column
         if unknown:
             problems.append(Problem(dataset.dataset_id, "unknown term ids", column, tuple(unknown)))
         if deprecated:
@@ -195,7 +173,7 @@ def register_dataset(
     entry = manifest.files[dataset.h5ad_path]
     manager = Artifact.objects.db_manager(using)
     with transaction.atomic(using=using):
-        lock(dataset.dataset_id, using)
+        advisory_lock(dataset.dataset_id, using)
         there = manager.filter(storage=storage, key=key, version=manifest.root.tag)
         pk = there.values_list("pk", flat=True).first()
         if pk is not None:
@@ -219,33 +197,5 @@ def register_dataset(
         save_version(artifact, manager.filter(storage=storage, reference=dataset.dataset_id), using)
         rows, problems = link_rows(artifact.pk, dataset, counts, vocab)
         for relation, relation_rows in rows.items():
-            through = Artifact._meta.get_field(relation).remote_field.through
-            insert_links(through, relation_rows, using)
+            insert_links(Artifact.link_table(relation), relation_rows, using)
     return artifact, problems
-
-
-def save_version(record: VersionedRecord, family: Iterable[VersionedRecord], using: str) -> None:
-    """Save ``record`` (``version`` set) as a version of ``family`` (e.g. the artifacts of the same
-    dataset): it revises the newest older version; it is the latest unless a newer version exists
-    (releases curated out of order), in which case that one now revises it."""
-    family = [f for f in family if f.version and f.pk != record.pk]
-    older = [f for f in family if f.version < record.version]
-    newer = sorted((f for f in family if f.version > record.version), key=lambda f: f.version)
-    if older:
-        record.revises = max(older, key=lambda f: f.version)
-    elif newer:  # join the family of the newer versions
-        record.uid = newer[0].stem_uid + record.uid[record.STEM_LENGTH :]
-    record.is_latest = not newer
-    record.save(using=using)
-    if newer and (newer[0].revises_id is None or newer[0].revises.version < record.version):
-        type(record).objects.db_manager(using).filter(pk=newer[0].pk).update(revises=record)
-
-
-def lock(name: str, using: str) -> None:
-    """Serialise, until the transaction ends, concurrent runs writing versions of the same thing
-    (a dataset, a collection, the SOMA store): each then sees the other's version (PostgreSQL;
-    SQLite transactions are serialised by its write lock already)."""
-    connection = connections[using]
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [name])

@@ -29,26 +29,18 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from curation.annotate import (
-    OBS_FEATURES,
-    OPTIONAL_FEATURES,
-    PRIMARY_COLUMN,
-    DatasetCounts,
-    count_obs,
-    obs_column,
-    scan_store,
-)
+from curation.annotate import DatasetCounts, count_obs, scan_store
 from curation.collections import curate_collections, register_soma
 from curation.executors import make_executor
+from curation.features import FEATURES, NO_TERM, OBS_FEATURES, PRIMARY_COLUMN
 from curation.manifest import DatasetRow, Manifest, ReleaseRoot, read_manifest
-from curation.register import FEATURES, NO_TERM, Problem, register_dataset, resolve_terms
+from curation.register import Problem, register_dataset, resolve_terms
+from registry import storage_roots
 from registry.accessors.backends import backend_for
 from registry.models import Artifact, Run, Storage, Transform
 
 TRANSFORM_KEY = "curate_release"
 TRANSFORM_VERSION = "1"
-#: features every dataset must be linked for (verify)
-REQUIRED = ("cell_type", "tissue", "disease", "assay", "organism", "development_stage", "sex")
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -74,7 +66,7 @@ def release_storage(root: ReleaseRoot, using: str) -> Storage:
     """The Storage record of the release's bucket root (created on first use; the S3 endpoint
     is taken from ``AWS_ENDPOINT_URL`` then)."""
     defaults = {}
-    if root.storage_root.startswith("s3://"):
+    if storage_roots.is_s3(root.storage_root):
         defaults["endpoint_url"] = os.environ.get("AWS_ENDPOINT_URL", "")
         defaults["region"] = os.environ.get("AWS_DEFAULT_REGION", "")
     storage, _ = Storage.objects.db_manager(using).get_or_create(
@@ -243,7 +235,7 @@ def _count_file(
     except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not fatal
         problems.append(Problem(row.dataset_id, f"h5ad unreadable: {exc}"))
         return None
-    needed = [obs_column(f) for f in OBS_FEATURES if f not in OPTIONAL_FEATURES]
+    needed = [f.obs_column for f in OBS_FEATURES if f.in_h5ad]
     absent = [c for c in [*needed, PRIMARY_COLUMN] if c not in obs.columns]
     if PRIMARY_COLUMN in absent:
         problems.append(Problem(row.dataset_id, "obs column missing", PRIMARY_COLUMN))
@@ -278,8 +270,8 @@ def _register(
             summary.unchanged += 1
         else:
             summary.added += 1
-            for name in FEATURES:
-                summary.links[name] += len(counts[row.dataset_id].get(name, {}))
+            for spec in FEATURES:
+                summary.links[spec.name] += len(counts[row.dataset_id].get(spec.name, {}))
         problems.extend(found)
         report("register", done, len(todo))
     keys = [manifest.root.h5ad_key(r.h5ad_path) for r in todo]
@@ -301,9 +293,10 @@ def _verify(
     problems = []
     expected = {row.dataset_id: row.n_cells for row in manifest.datasets}
     by_id = {a.pk: a for a in artifacts.values()}
-    for name in REQUIRED:
-        relation = FEATURES[name].relation
-        through = Artifact._meta.get_field(relation).remote_field.through
+    for spec in FEATURES:
+        if not spec.required:
+            continue
+        name, through = spec.name, Artifact.link_table(spec.relation)
         sums = dict(
             through.objects.db_manager(using)
             .filter(artifact_id__in=by_id, feature__name=name)

@@ -6,6 +6,8 @@ from django.apps import AppConfig
 class OntologiesConfig(AppConfig):
     name = "ontologies"
     verbose_name = "Ontologies"
+    #: ``db.ontologies`` / ``ln.ontologies`` (and their LaminDB name ``bionty``)
+    registry_namespace = "ontologies"
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:

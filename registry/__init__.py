@@ -14,6 +14,8 @@ Importing this package is light: Django is set up on first use of a registry or 
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from typing import Any
 
 __version__ = "0.1.0"
@@ -46,15 +48,16 @@ def __getattr__(name: str) -> Any:
         from django.apps import apps
 
         return apps.get_model("registry", name)
-    if name.startswith("__"):
+    if name.startswith("_"):
         raise AttributeError(name)
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:  # a submodule
+        return importlib.import_module(f"{__name__}.{name}")
+    import registry.connection as connection
     from registry.query import namespace_name
 
-    if namespace_name(name) == "ontologies":
-        import registry.connection as connection
-
-        connection.setup()
-        return connection.Namespace(None, connection.app_registries("ontologies"))
+    models = connection.namespaces().get(namespace_name(name))  # ln.ontologies, ln.bionty
+    if models is not None:
+        return connection.Namespace(None, models)
     raise AttributeError(f"module 'registry' has no attribute {name!r}")
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db import connections, models
+from django.db import connections
 from django.http import HttpRequest
 
-from registry.describe import format_size
+from registry.formatting import format_size
 from registry.models import (
     Artifact,
     Collection,
@@ -26,6 +26,7 @@ from registry.models import (
     ULabel,
     User,
 )
+from registry.models.links import LabelRelation
 
 admin.site.site_header = "cellregistry"
 admin.site.site_title = "cellregistry admin"
@@ -61,18 +62,18 @@ class RegistryAdmin(ReadOnlyInstanceMixin, admin.ModelAdmin):
     autocomplete_fields: tuple[str, ...] = ("created_by",)
 
 
-def label_inline(field: models.ManyToManyField) -> type[admin.TabularInline]:
+def label_inline(relation: LabelRelation) -> type[admin.TabularInline]:
     """An inline for one label relation of Artifact (``cell_types`` -> ArtifactCellType)."""
     attributes = {
-        "model": field.remote_field.through,
+        "model": relation.through,
         "fk_name": "artifact",
         "fields": ("label", "feature", "n_cells", "n_primary_cells"),
         "autocomplete_fields": ("label", "feature"),
         "extra": 0,
-        "verbose_name": field.related_model._meta.verbose_name,
-        "verbose_name_plural": field.name.replace("_", " "),
+        "verbose_name": relation.registry._meta.verbose_name,
+        "verbose_name_plural": relation.name.replace("_", " "),
     }
-    name = f"{field.remote_field.through.__name__}Inline"
+    name = f"{relation.through.__name__}Inline"
     return type(name, (ReadOnlyInstanceMixin, admin.TabularInline), attributes)
 
 
@@ -116,7 +117,7 @@ class ArtifactAdmin(RegistryAdmin):
     search_fields = ("uid", "key", "description", "reference")
     list_select_related = ("created_by",)
     autocomplete_fields = ("storage", "created_by", "revises")
-    inlines = [*map(label_inline, Artifact.label_fields()), ArtifactCollectionInline]
+    inlines = [*map(label_inline, Artifact.label_relations()), ArtifactCollectionInline]
 
     @admin.display(description="size", ordering="size")
     def size_display(self, artifact: Artifact) -> str:

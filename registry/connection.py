@@ -194,6 +194,18 @@ def app_registries(app_label: str) -> dict[str, type]:
     }
 
 
+def namespaces() -> dict[str, dict[str, type]]:
+    """The registries of the apps that offer a namespace on ``DB`` handles and on the package
+    (``db.ontologies``, ``ln.ontologies``): an app says so with ``registry_namespace = NAME`` on
+    its AppConfig, so this app needs to know none of them."""
+    setup()
+    return {
+        config.registry_namespace: app_registries(config.label)
+        for config in apps.get_app_configs()
+        if getattr(config, "registry_namespace", None)
+    }
+
+
 class DB:
     """A handle on one instance: ``db.Artifact``, ``db.Collection``, ``db.ontologies.CellType``.
 
@@ -213,7 +225,9 @@ class DB:
         self.config = config
         ensure_reachable(self.alias)
         self._core = Namespace(self.alias, app_registries("registry"))
-        self.ontologies = Namespace(self.alias, app_registries("ontologies"))
+        self._namespaces = {
+            name: Namespace(self.alias, models) for name, models in namespaces().items()
+        }
 
     @property
     def name(self) -> str:
@@ -223,8 +237,9 @@ class DB:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        if namespace_name(name) == "ontologies":  # db.bionty
-            return self.ontologies
+        namespace = self._namespaces.get(namespace_name(name))  # db.ontologies, db.bionty
+        if namespace is not None:
+            return namespace
         return getattr(self._core, name)
 
     def __repr__(self) -> str:

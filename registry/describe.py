@@ -5,22 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from registry.labels import group_by_feature, linked_labels, shorten
+from registry.formatting import format_size, shorten
+from registry.labels import group_by_feature, linked_labels
 
 if TYPE_CHECKING:
     from registry.models import Artifact
-
-
-def format_size(size: int | None) -> str:
-    """Bytes as a short human-readable string."""
-    if size is None:
-        return "unknown"
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"
 
 
 def _tree(title: str, items: list[str], last: bool) -> list[str]:

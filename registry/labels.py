@@ -2,13 +2,12 @@
 (values by feature, the way curation writes them).
 
 Reading: all labels of an artifact come from one UNION ALL query over the link tables.
-Writing: one INSERT per link table inside one transaction; links that exist already are kept
-(the link tables' unique constraints decide, also when ``feature`` is NULL).
+Writing: one INSERT per link table inside one transaction; links that exist already are kept.
+The SQL of both is in :mod:`registry.query.links`.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -18,16 +17,12 @@ from typing import TYPE_CHECKING, Any
 from django.apps import apps
 from django.db import connections, models, transaction
 
-from registry.databases import check_writable
+from registry.formatting import shorten
+from registry.models.links import LabelRelation
+from registry.query.links import LinkRow, insert_links, linked_labels_sql
 
 if TYPE_CHECKING:
     from registry.models import Artifact, Feature
-
-#: a link row: (artifact_id, label_id, feature_id, n_cells, n_primary_cells)
-LinkRow = tuple[int, int, int | None, int | None, int | None]
-LINK_FIELDS = ("artifact", "label", "feature", "n_cells", "n_primary_cells")
-#: rows per INSERT statement (5 parameters each; well within SQLite's and PostgreSQL's limits)
-INSERT_CHUNK = 1000
 
 _DTYPE = re.compile(r"^cat\[(?P<registry>\w+)(\[(?P<type>[^\]]+)\])?\]$")
 
@@ -43,15 +38,15 @@ class LinkedLabel:
     n_cells: int | None
 
 
-def label_relations(artifact_model: type[models.Model]) -> dict[type[models.Model], Any]:
-    """Label registry -> the Artifact many-to-many field that links it."""
-    return {field.related_model: field for field in artifact_model.label_fields()}
+def registries_of(artifact_model: Any) -> dict[type[models.Model], LabelRelation]:
+    """Label registry -> the Artifact relation that links it."""
+    return {relation.registry: relation for relation in artifact_model.label_relations()}
 
 
 def linked_labels(artifact: Artifact) -> list[LinkedLabel]:
     """Every label of the artifact, across all label registries, in one query."""
     connection = connections[artifact._state.db or "default"]
-    sql, n_params, registries = _linked_labels_sql(type(artifact))
+    sql, n_params, registries = linked_labels_sql(type(artifact).label_relations())
     with connection.cursor() as cursor:
         cursor.execute(sql, [artifact.pk] * n_params)
         rows = cursor.fetchall()
@@ -59,54 +54,6 @@ def linked_labels(artifact: Artifact) -> list[LinkedLabel]:
         LinkedLabel(relation, registries[relation], feature, name, n_cells)
         for relation, feature, name, n_cells in rows
     ]
-
-
-@functools.cache
-def _linked_labels_sql(artifact_model: type[models.Model]) -> tuple[str, int, dict[str, str]]:
-    """The UNION ALL over all link tables behind :func:`linked_labels`, built once per process
-    (the ORM would spend ten times longer composing it than the database spends running it)."""
-    quote = connections["default"].ops.quote_name  # SQLite and PostgreSQL quote alike
-    parts, registries = [], {}
-    for field in artifact_model.label_fields():
-        link = field.remote_field.through._meta
-        label = field.related_model._meta
-        feature = link.get_field("feature").related_model._meta
-        registries[field.name] = label.object_name
-        n_cells = quote(link.get_field("n_cells").column)
-        parts.append(
-            f"SELECT '{field.name}', f.{quote(feature.get_field('name').column)}, "
-            f"l.{quote(label.get_field('name').column)}, x.{n_cells} "
-            f"FROM {quote(link.db_table)} x "
-            f"JOIN {quote(label.db_table)} l ON l.{quote(label.pk.column)} = "
-            f"x.{quote(link.get_field('label').column)} "
-            f"LEFT JOIN {quote(feature.db_table)} f ON f.{quote(feature.pk.column)} = "
-            f"x.{quote(link.get_field('feature').column)} "
-            f"WHERE x.{quote(link.get_field('artifact').column)} = %s"
-        )
-    return " UNION ALL ".join(parts), len(parts), registries
-
-
-def insert_links(through: type[models.Model], rows: Iterable[LinkRow], using: str) -> None:
-    """Insert link rows as multi-row INSERTs, keeping links that exist already.
-
-    This is the one place link rows are written in bulk: building thousands of model instances
-    for ``bulk_create`` costs ten times more than the database work.
-    """
-    check_writable(using, f"link labels ({through.__name__})")
-    connection = connections[using]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(through._meta.get_field(name).column) for name in LINK_FIELDS)
-    table = quote(through._meta.db_table)
-    if connection.vendor == "postgresql":
-        head, tail = f"INSERT INTO {table} ({columns}) VALUES ", " ON CONFLICT DO NOTHING"
-    else:
-        head, tail = f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ", ""
-    rows = list(rows)
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), INSERT_CHUNK):
-            chunk = rows[start : start + INSERT_CHUNK]
-            values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
-            cursor.execute(head + values + tail, [value for row in chunk for value in row])
 
 
 def group_by_feature(labels: list[LinkedLabel]) -> dict[str, list[LinkedLabel]]:
@@ -161,18 +108,18 @@ class ArtifactLabels:
     ) -> dict[type[models.Model], list[LinkRow]]:
         """Link rows for records under one feature, by link table."""
         artifact = self._artifact
-        relations = label_relations(type(artifact))
+        relations = registries_of(type(artifact))
         feature_id = feature.pk if feature is not None else None
         rows: dict[type[models.Model], list[LinkRow]] = defaultdict(list)
         for record in _as_list(records):
-            field = relations.get(type(record))
-            if field is None:
+            relation = relations.get(type(record))
+            if relation is None:
                 names = ", ".join(sorted(model.__name__ for model in relations))
                 raise TypeError(
                     f"Cannot link {type(record).__name__} {record!r} to an artifact: "
                     f"labels come from {names}."
                 )
-            rows[field.remote_field.through].append(
+            rows[relation.through].append(
                 (
                     artifact.pk,
                     record.pk,
@@ -192,11 +139,11 @@ class ArtifactLabels:
 
     def get(self, registry: str | type[models.Model]) -> models.QuerySet:
         """The artifact's labels of one registry (by class or name, e.g. ``"CellType"``)."""
-        relations = label_relations(type(self._artifact))
+        relations = registries_of(type(self._artifact))
         name = registry if isinstance(registry, str) else registry.__name__
-        for model, field in relations.items():
+        for model, relation in relations.items():
             if model.__name__ == name:
-                return getattr(self._artifact, field.name).all()
+                return getattr(self._artifact, relation.name).all()
         known = ", ".join(sorted(model.__name__ for model in relations))
         raise LookupError(f"No label registry {name!r}; artifacts have labels from {known}.")
 
@@ -217,11 +164,13 @@ def feature_registry(feature: Feature) -> tuple[type[models.Model], str | None]:
             "dtype such as 'cat[CellType]' or 'cat[ULabel[SuspensionType]]'."
         )
     name = match["registry"]
-    app = "registry" if name == "ULabel" else "ontologies"
-    try:
-        return apps.get_model(app, name), match["type"]
-    except LookupError:
-        raise ValueError(f"Feature {feature.name!r}: no registry {name!r}") from None
+    for registry in registries_of(apps.get_model("registry", "Artifact")):
+        if registry.__name__ == name:
+            return registry, match["type"]
+    raise ValueError(
+        f"Feature {feature.name!r} has dtype {feature.dtype!r}, but no label registry is named "
+        f"{name!r}."
+    )
 
 
 class ArtifactFeatures:
@@ -290,9 +239,3 @@ class ArtifactFeatures:
         for feature, names in self.get_values().items():
             lines.append(f"  {feature}: {shorten(names)}")
         return "\n".join(lines)
-
-
-def shorten(names: list[str], limit: int = 6) -> str:
-    """The first names, and how many there are in all."""
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")

@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "registry",
     "ontologies",
     "curation",
+    "demo",
 ]
 
 MIDDLEWARE = [

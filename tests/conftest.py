@@ -16,7 +16,8 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
-from registry import instances, synthetic
+from demo import synthetic
+from registry import instances
 
 pytest_plugins = ["tests.s3"]
 PG_SERVER = os.environ.get("CELLREGISTRY_TEST_PG", "postgresql://postgres@127.0.0.1:5432")

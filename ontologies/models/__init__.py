@@ -1,4 +1,4 @@
-"""Ontology registries, their sources and their closure tables."""
+"""Ontology registries, their sources, their closure tables and their link tables to Artifact."""
 
 from ontologies.models.base import OntologyRecord, Source
 from ontologies.models.closure import (
@@ -11,6 +11,16 @@ from ontologies.models.closure import (
     OrganismClosure,
     PhenotypeClosure,
     TissueClosure,
+)
+from ontologies.models.links import (
+    ArtifactAssay,
+    ArtifactCellType,
+    ArtifactDevelopmentalStage,
+    ArtifactDisease,
+    ArtifactEthnicity,
+    ArtifactOrganism,
+    ArtifactPhenotype,
+    ArtifactTissue,
 )
 from ontologies.models.terms import (
     Assay,
@@ -37,6 +47,14 @@ HIERARCHY_REGISTRIES = (
 )
 
 __all__ = [
+    "ArtifactAssay",
+    "ArtifactCellType",
+    "ArtifactDevelopmentalStage",
+    "ArtifactDisease",
+    "ArtifactEthnicity",
+    "ArtifactOrganism",
+    "ArtifactPhenotype",
+    "ArtifactTissue",
     "HIERARCHY_REGISTRIES",
     "Assay",
     "AssayClosure",

@@ -9,6 +9,7 @@ from django.db import models
 from ontologies.models.base import CurationMixin, OntologyRecord, Source
 from ontologies.query import TermManager
 from registry.models.base import TracedRecord, hashed_uid, uid_field
+from registry.models.links import artifact_labels
 
 GENE_UID_LENGTH = 12
 
@@ -17,30 +18,35 @@ class CellType(OntologyRecord):
     """Cell Ontology (CL) terms: ``cell_type``."""
 
     ontology_prefixes: ClassVar[tuple[str, ...]] = ("CL",)
+    artifacts = artifact_labels("ontologies.ArtifactCellType", "cell_types")
 
 
 class Tissue(OntologyRecord):
     """UBERON terms (also CL terms for cell cultures): ``tissue``."""
 
     ontology_prefixes: ClassVar[tuple[str, ...]] = ("UBERON", "CL")
+    artifacts = artifact_labels("ontologies.ArtifactTissue", "tissues")
 
 
 class Disease(OntologyRecord):
     """MONDO terms, plus PATO:0000461 "normal": ``disease``."""
 
     ontology_prefixes: ClassVar[tuple[str, ...]] = ("MONDO", "PATO")
+    artifacts = artifact_labels("ontologies.ArtifactDisease", "diseases")
 
 
 class Assay(OntologyRecord):
     """Experimental Factor Ontology (EFO) assay terms: ``assay`` (LaminDB: ExperimentalFactor)."""
 
     ontology_prefixes: ClassVar[tuple[str, ...]] = ("EFO",)
+    artifacts = artifact_labels("ontologies.ArtifactAssay", "assays")
 
 
 class Organism(OntologyRecord):
     """NCBITaxon organisms admitted by the schema: ``organism``."""
 
     ontology_prefixes: ClassVar[tuple[str, ...]] = ("NCBITaxon",)
+    artifacts = artifact_labels("ontologies.ArtifactOrganism", "organisms")
 
     scientific_name = models.CharField(max_length=255, blank=True, default="", db_index=True)
 
@@ -49,18 +55,21 @@ class DevelopmentalStage(OntologyRecord):
     """HsapDv / MmusDv terms: ``development_stage``."""
 
     ontology_prefixes: ClassVar[tuple[str, ...]] = ("HsapDv", "MmusDv", "UBERON")
+    artifacts = artifact_labels("ontologies.ArtifactDevelopmentalStage", "developmental_stages")
 
 
 class Ethnicity(OntologyRecord):
     """HANCESTRO terms (and the AfPO terms HANCESTRO imports): ``self_reported_ethnicity``."""
 
     ontology_prefixes: ClassVar[tuple[str, ...]] = ("HANCESTRO", "AfPO")
+    artifacts = artifact_labels("ontologies.ArtifactEthnicity", "ethnicities")
 
 
 class Phenotype(OntologyRecord):
     """PATO terms (sex) and other phenotypes: ``sex``."""
 
     ontology_prefixes: ClassVar[tuple[str, ...]] = ("PATO", "HP")
+    artifacts = artifact_labels("ontologies.ArtifactPhenotype", "phenotypes")
 
 
 class Gene(CurationMixin, TracedRecord):

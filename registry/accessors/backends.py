@@ -6,14 +6,12 @@ Any object with the fields of a Storage record (``root``, ``endpoint_url``, ``re
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from registry import storage_roots
 from registry.accessors.base import Backend, StorageLike
 from registry.accessors.local import LocalBackend
 from registry.accessors.s3 import S3Backend
 from registry.errors import UnknownStorageError
-
-SUPPORTED_ROOTS = "an absolute local folder, file:///folder, or s3://bucket[/prefix]"
+from registry.storage_roots import SUPPORTED_ROOTS
 
 
 def backend_for(storage: StorageLike) -> Backend:
@@ -24,22 +22,14 @@ def backend_for(storage: StorageLike) -> Backend:
             a local root is relative or not an existing folder.
     """
     root = storage.root
-    if root.startswith("s3://"):
+    if storage_roots.scheme_of(root) == storage_roots.S3:
         return S3Backend(
             root,
             endpoint_url=storage.endpoint_url or "",
             region=storage.region or "",
             anonymous=bool(storage.anonymous),
         )
-    path_text = root[len("file://") :] if root.startswith("file://") else root
-    if "://" in path_text:
-        scheme = path_text.split("://", 1)[0]
-        raise UnknownStorageError(
-            f"Unknown storage root {root!r}: the {scheme}:// scheme is not supported. Supported "
-            f"roots: {SUPPORTED_ROOTS}. Copy the data to a supported storage, or fix the root "
-            "of the Storage record."
-        )
-    path = Path(path_text).expanduser()
+    path = storage_roots.local_path(root)
     if not path.is_absolute():
         raise UnknownStorageError(
             f"Unknown storage root {root!r}: a local root must be an absolute path (it would "

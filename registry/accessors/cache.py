@@ -15,15 +15,12 @@ the kernel when a process dies; they need a local file system (not every NFS sup
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import itertools
 import os
 import shutil
 import stat
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from registry import instances
@@ -31,6 +28,7 @@ from registry.accessors.backends import backend_for
 from registry.accessors.base import ArtifactLike, Backend, ObjectInfo
 from registry.accessors.hashing import check_file_hash
 from registry.errors import HashMismatchError, ObjectNotFoundError, SizeMismatchError
+from registry.locks import file_lock
 
 _COUNTER = itertools.count()
 
@@ -43,18 +41,6 @@ def cache_root() -> Path:
 def cache_path(backend: Backend, key: str) -> Path:
     """Where the cached copy of ``key`` is (or will be)."""
     return cache_root().joinpath(*backend.cache_relpath(key).parts)
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created if needed) for the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
 
 
 def _remove(path: Path) -> None:
@@ -103,7 +89,7 @@ def cache_object(
         return target
     object_id = hashlib.sha256(str(target).encode()).hexdigest()[:32]
     partial_dir = cache_root() / ".partial"
-    with _locked(cache_root() / ".locks" / f"{object_id}.lock"):
+    with file_lock(cache_root() / ".locks" / f"{object_id}.lock"):
         if _is_cached(target, size):  # another process finished it while we waited
             return target
         partial_dir.mkdir(parents=True, exist_ok=True)

@@ -37,8 +37,8 @@ from registry.errors import (
     StorageAccessDeniedError,
     StorageError,
     StorageUnreachableError,
-    UnknownStorageError,
 )
+from registry.storage_roots import split_s3
 
 DEFAULT_REGION = "us-east-1"
 #: boto3's own defaults (what ``client.download_file`` uses): 8 MiB parts, 10 threads
@@ -145,14 +145,8 @@ class S3Backend(Backend):
     def __init__(
         self, root: str, *, endpoint_url: str = "", region: str = "", anonymous: bool = False
     ) -> None:
-        parts = urlsplit(root)
-        if parts.scheme != "s3" or not parts.netloc:
-            raise UnknownStorageError(
-                f"Storage root {root!r} is not an S3 root: use s3://bucket or s3://bucket/prefix."
-            )
         self.root = root
-        self.bucket = parts.netloc
-        self.prefix = parts.path.strip("/")
+        self.bucket, self.prefix = split_s3(root)
         self.endpoint_url = resolve_endpoint(endpoint_url)
         self.region = region or DEFAULT_REGION
         self.anonymous = anonymous

@@ -7,13 +7,9 @@ from typing import Any
 from django.apps import apps
 
 from registry.errors import StorageNotFoundError
+from registry.storage_roots import normalise_root
 
 _LISTED = 20
-
-
-def normalise_root(root: str) -> str:
-    """A root as Storage records keep it: no trailing slash (except ``/``)."""
-    return root.rstrip("/") if root != "/" else root
 
 
 def storage_for_root(root: str, using: str = "default") -> Any:

@@ -1,20 +1,10 @@
-"""The core registries. Label registries (CellType, ...) live in the ``ontologies`` app."""
+"""The core registries. Ontology registries (CellType, ...) and their link tables to Artifact
+live in the ``ontologies`` app, which builds on this one."""
 
 from registry.models.artifact import Artifact
 from registry.models.collection import Collection
 from registry.models.feature import Feature
-from registry.models.links import (
-    ArtifactAssay,
-    ArtifactCellType,
-    ArtifactDevelopmentalStage,
-    ArtifactDisease,
-    ArtifactEthnicity,
-    ArtifactOrganism,
-    ArtifactPhenotype,
-    ArtifactTissue,
-    ArtifactULabel,
-    CollectionArtifact,
-)
+from registry.models.links import ArtifactULabel, CollectionArtifact, LabelLink
 from registry.models.run import Run, Transform
 from registry.models.storage import Storage
 from registry.models.ulabel import ULabel
@@ -22,18 +12,11 @@ from registry.models.user import User
 
 __all__ = [
     "Artifact",
-    "ArtifactAssay",
-    "ArtifactCellType",
-    "ArtifactDevelopmentalStage",
-    "ArtifactDisease",
-    "ArtifactEthnicity",
-    "ArtifactOrganism",
-    "ArtifactPhenotype",
-    "ArtifactTissue",
     "ArtifactULabel",
     "Collection",
     "CollectionArtifact",
     "Feature",
+    "LabelLink",
     "Run",
     "Storage",
     "Transform",

@@ -7,15 +7,11 @@ from typing import Any, ClassVar
 
 from django.db import models
 
+from registry import storage_roots
 from registry.describe import describe_artifact
 from registry.labels import ArtifactFeatures, ArtifactLabels
 from registry.models.base import VersionedRecord, uid_field
-
-
-def _labels(target: str, through: str) -> models.ManyToManyField:
-    return models.ManyToManyField(
-        target, through=through, through_fields=("artifact", "label"), related_name="artifacts"
-    )
+from registry.models.links import LabelLink, LabelRelation, label_relations
 
 
 class Artifact(VersionedRecord):
@@ -60,18 +56,6 @@ class Artifact(VersionedRecord):
         help_text="external version id, e.g. the CELLxGENE dataset_version_id",
     )
 
-    cell_types = _labels("ontologies.CellType", "registry.ArtifactCellType")
-    tissues = _labels("ontologies.Tissue", "registry.ArtifactTissue")
-    diseases = _labels("ontologies.Disease", "registry.ArtifactDisease")
-    assays = _labels("ontologies.Assay", "registry.ArtifactAssay")
-    organisms = _labels("ontologies.Organism", "registry.ArtifactOrganism")
-    developmental_stages = _labels(
-        "ontologies.DevelopmentalStage", "registry.ArtifactDevelopmentalStage"
-    )
-    ethnicities = _labels("ontologies.Ethnicity", "registry.ArtifactEthnicity")
-    phenotypes = _labels("ontologies.Phenotype", "registry.ArtifactPhenotype")
-    ulabels = _labels("registry.ULabel", "registry.ArtifactULabel")
-
     class Meta:
         ordering = ["id"]
         constraints = [
@@ -83,21 +67,24 @@ class Artifact(VersionedRecord):
         ]
 
     @classmethod
-    def label_fields(cls) -> list[models.ManyToManyField]:
-        """The many-to-many relations to label registries, in declaration order."""
-        return [
-            f
-            for f in cls._meta.many_to_many
-            if getattr(f.remote_field.through, "is_link_table", False)
-        ]
+    def label_relations(cls) -> tuple[LabelRelation, ...]:
+        """The relations to label registries (``cell_types``, ..., ``ulabels``): each registry
+        declares its own, see :mod:`registry.models.links`."""
+        return label_relations()
+
+    @classmethod
+    def link_table(cls, relation: str) -> type[LabelLink]:
+        """The link table of a label relation (``"cell_types"`` -> ArtifactCellType)."""
+        for found in label_relations():
+            if found.name == relation:
+                return found.through
+        names = ", ".join(r.name for r in label_relations())
+        raise LookupError(f"Artifact has no label relation {relation!r}; it has {names}.")
 
     @property
     def path(self) -> Path | str:
         """Where the bytes are: a local ``Path``, or an ``s3://`` URL string."""
-        root = self.storage.root
-        if root.startswith("s3://"):
-            return f"{root.rstrip('/')}/{self.key}"
-        return Path(root) / self.key
+        return storage_roots.join(self.storage.root, self.key)
 
     # The accessors import boto3, h5py, anndata and tiledbsoma: ``registry.accessors`` is
     # imported on first use of an accessor (not a cycle workaround: it keeps the models light).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import string
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from django.db import models, router, transaction
@@ -190,3 +191,21 @@ class VersionedRecord(TracedRecord):
                     uid__startswith=self.stem_uid, is_latest=True
                 ).update(is_latest=False)
             super().save(*args, using=alias, **kwargs)
+
+
+def save_version(record: VersionedRecord, family: Iterable[VersionedRecord], using: str) -> None:
+    """Save ``record`` (``version`` set, e.g. a release tag) as a version of ``family`` (e.g. the
+    artifacts of the same dataset), whatever order the versions arrive in: it revises the newest
+    older version; it is the latest unless a newer version exists, in which case that one now
+    revises it. Versions compare as strings (release tags sort by date)."""
+    family = [f for f in family if f.version and f.pk != record.pk]
+    older = [f for f in family if f.version < record.version]
+    newer = sorted((f for f in family if f.version > record.version), key=lambda f: f.version)
+    if older:
+        record.revises = max(older, key=lambda f: f.version)
+    elif newer:  # join the family of the newer versions
+        record.uid = newer[0].stem_uid + record.uid[record.STEM_LENGTH :]
+    record.is_latest = not newer
+    record.save(using=using)
+    if newer and (newer[0].revises_id is None or newer[0].revises.version < record.version):
+        type(record).objects.db_manager(using).filter(pk=newer[0].pk).update(revises=record)

@@ -1,14 +1,24 @@
 """Through tables linking artifacts to labels, and collections to their artifacts.
 
-Every label link records which feature (obs column) it came from and how many cells carry the
-label. A label is linked at most once per artifact and feature; the constraint holds also when
-``feature`` is NULL (a second, conditional unique constraint), so duplicates cannot creep in.
+:class:`LabelLink` is the shape of every label link: which artifact, which label, which feature
+(obs column) it came from and how many cells carry the label. A label is linked at most once per
+artifact and feature; the constraint holds also when ``feature`` is NULL (a second, conditional
+unique constraint), so duplicates cannot creep in.
+
+Each label registry owns its link table and declares the many-to-many field on its own side
+(``artifacts = artifact_labels(...)``), as bionty does: the ontology registries live in the
+``ontologies`` app, which depends on this one and never the other way round, and
+``Artifact.cell_types`` is the reverse side of ``CellType.artifacts``. :func:`label_relations`
+finds them all at run time, whichever app declares them.
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import ClassVar
 
+from django.apps import apps
 from django.db import models
 from django.db.models import Q
 
@@ -16,7 +26,7 @@ from registry.models.base import Record
 
 
 class LabelLink(Record):
-    """Abstract link of an artifact to one label of a registry."""
+    """Abstract link of an artifact to one label of a registry (the subclass adds ``label``)."""
 
     is_link_table: ClassVar[bool] = True
     name_field: ClassVar[str] = "id"
@@ -46,45 +56,48 @@ class LabelLink(Record):
         ]
 
 
-def _label(target: str) -> models.ForeignKey:
-    # no index of its own: the (label, artifact) index of LabelLink serves label lookups
+def link_label(target: str) -> models.ForeignKey:
+    """The ``label`` column of a link table (no index of its own: the (label, artifact) index of
+    :class:`LabelLink` serves label lookups)."""
     return models.ForeignKey(target, on_delete=models.PROTECT, related_name="+", db_index=False)
 
 
-class ArtifactCellType(LabelLink):
-    label = _label("ontologies.CellType")
+def artifact_labels(through: str, related_name: str) -> models.ManyToManyField:
+    """The many-to-many field a label registry declares to artifacts, through its link table;
+    ``related_name`` is the name on Artifact (``cell_types``)."""
+    return models.ManyToManyField(
+        "registry.Artifact",
+        through=through,
+        through_fields=("label", "artifact"),
+        related_name=related_name,
+        blank=True,
+    )
 
 
-class ArtifactTissue(LabelLink):
-    label = _label("ontologies.Tissue")
+@dataclass(frozen=True)
+class LabelRelation:
+    """One label relation of Artifact: its name there, the label registry, the link table."""
+
+    name: str  # e.g. "cell_types"
+    registry: type[models.Model]  # e.g. CellType
+    through: type[LabelLink]  # e.g. ArtifactCellType
 
 
-class ArtifactDisease(LabelLink):
-    label = _label("ontologies.Disease")
-
-
-class ArtifactAssay(LabelLink):
-    label = _label("ontologies.Assay")
-
-
-class ArtifactOrganism(LabelLink):
-    label = _label("ontologies.Organism")
-
-
-class ArtifactDevelopmentalStage(LabelLink):
-    label = _label("ontologies.DevelopmentalStage")
-
-
-class ArtifactEthnicity(LabelLink):
-    label = _label("ontologies.Ethnicity")
-
-
-class ArtifactPhenotype(LabelLink):
-    label = _label("ontologies.Phenotype")
+@functools.cache
+def label_relations() -> tuple[LabelRelation, ...]:
+    """Every label relation of Artifact, in the order the apps declare them."""
+    artifact = apps.get_model("registry", "Artifact")
+    found = []
+    for relation in artifact._meta.related_objects:
+        through = getattr(relation, "through", None)
+        if relation.many_to_many and through is not None and issubclass(through, LabelLink):
+            name = relation.get_accessor_name()
+            found.append(LabelRelation(name, relation.related_model, through))
+    return tuple(found)
 
 
 class ArtifactULabel(LabelLink):
-    label = _label("registry.ULabel")
+    label = link_label("registry.ULabel")
 
 
 class CollectionArtifact(Record):

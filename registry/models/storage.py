@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from django.db import models
 
+from registry import storage_roots
 from registry.models.base import TracedRecord, uid_field
 
 
@@ -15,8 +16,8 @@ class Storage(TracedRecord):
     name_field: ClassVar[str] = "root"
 
     class Kind(models.TextChoices):
-        LOCAL = "local"
-        S3 = "s3"
+        LOCAL = storage_roots.LOCAL
+        S3 = storage_roots.S3
 
     uid = uid_field(12)
     root = models.CharField(
@@ -32,7 +33,8 @@ class Storage(TracedRecord):
         ordering = ["root"]
 
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        """Save; the type follows the root (``s3://`` -> S3)."""
-        self.root = self.root.rstrip("/") if self.root not in {"/"} else self.root
-        self.type = self.Kind.S3 if self.root.startswith("s3://") else self.Kind.LOCAL
+        """Save; the root is normalised (a relative folder becomes absolute, see
+        :func:`registry.storage_roots.normalise_root`) and the type follows it."""
+        self.root = storage_roots.normalise_root(self.root)
+        self.type = storage_roots.scheme_of(self.root)
         super().save(*args, **kwargs)

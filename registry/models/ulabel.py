@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from registry.models.base import TracedRecord, uid_field
+from registry.models.links import artifact_labels
 
 
 class ULabel(TracedRecord):
@@ -18,6 +19,7 @@ class ULabel(TracedRecord):
     )
     is_type = models.BooleanField(default=False)
     description = models.TextField(blank=True, default="")
+    artifacts = artifact_labels("registry.ArtifactULabel", "ulabels")
 
     class Meta:
         ordering = ["name"]

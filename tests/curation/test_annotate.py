@@ -23,25 +23,23 @@ import tiledbsoma
 import curation.annotate
 from curation.annotate import (
     DEFAULT_CHUNK_ROWS,
-    FEATURES,
-    OBS_FEATURES,
     AnnotationError,
     ChunkTask,
     DatasetCounts,
     TermCount,
     count_obs,
-    obs_column,
     scan_chunk,
     scan_store,
-    split_terms,
 )
-from curation.demo.release import build_release
 from curation.executors import (
     ExecutorError,
     RayNotInstalledError,
     TaskExecutor,
     make_executor,
 )
+from curation.features import NAMES as FEATURES
+from curation.features import OBS_FEATURES, split_terms
+from demo.census.release import build_release
 from registry.accessors.backends import tiledb_config
 from registry.models import Storage
 from tests.s3 import s3_client
@@ -278,7 +276,12 @@ def test_sparse_counting_gives_the_same_counts(
 def census_format_copy(source: Path, dest: Path) -> None:
     """census_info/organisms and the counted obs columns of a store, strings stored as
     dictionaries (TileDB enumerations), as Census builds since 2024-04-01 store them."""
-    columns = ["soma_joinid", "dataset_id", "is_primary_data", *map(obs_column, OBS_FEATURES)]
+    columns = [
+        "soma_joinid",
+        "dataset_id",
+        "is_primary_data",
+        *(f.obs_column for f in OBS_FEATURES),
+    ]
 
     def write(collection: tiledbsoma.Collection, uri: Path, key: str, table: pa.Table) -> None:
         # created at its URI, then added: written through add_new_dataframe's handle, the

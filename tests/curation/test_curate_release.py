@@ -15,9 +15,9 @@ from django.core.management import CommandError, call_command
 from django.db.models import Sum
 
 import curation.steps
-from curation.demo.plan import KIDNEY_TITLE
-from curation.demo.release import build_release
-from curation.register import FEATURES
+from curation.features import BY_NAME as FEATURES
+from demo.census.plan import KIDNEY_TITLE
+from demo.census.release import build_release
 from registry.models import Artifact, Collection, CollectionArtifact, Run
 
 OLD, NEW = "2024-07-01", "2025-01-30"
@@ -57,8 +57,7 @@ def curate(bucket: Path, tag: str, *args: str, **options: object) -> str:
 
 def link_counts(artifact: Artifact, feature: str) -> dict[str, tuple[int, int]]:
     """term (ontology id or ULabel name) -> (n_cells, n_primary_cells) of one feature's links."""
-    relation = FEATURES[feature].relation
-    through = Artifact._meta.get_field(relation).remote_field.through
+    through = Artifact.link_table(FEATURES[feature].relation)
     links = through.objects.filter(artifact=artifact, feature__name=feature).select_related("label")
     key = "name" if FEATURES[feature].ulabel_type else "ontology_id"
     return {getattr(x.label, key): (x.n_cells, x.n_primary_cells) for x in links}

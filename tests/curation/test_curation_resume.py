@@ -34,7 +34,7 @@ from django.db import connections
 from django.db.models import Max
 
 import registry as ln
-from curation.demo.release import build_release
+from demo.census.release import build_release
 from registry.models import (
     Artifact,
     Collection,
@@ -224,11 +224,11 @@ def _artifacts(alias: str) -> list[tuple]:
 
 def _links(alias: str) -> list[tuple]:
     rows = []
-    for field in Artifact.label_fields():
-        manager = field.remote_field.through.objects.db_manager(alias)
+    for relation in Artifact.label_relations():
+        manager = relation.through.objects.db_manager(alias)
         label = (
             ("label__type__name", "label__name")
-            if field.related_model is ULabel
+            if relation.registry is ULabel
             else ("label__ontology_id",)
         )
         values = manager.values_list(
@@ -239,10 +239,10 @@ def _links(alias: str) -> list[tuple]:
             "n_cells",
             "n_primary_cells",
         )
-        rows += [(field.name, *v) for v in values]
+        rows += [(relation.name, *v) for v in values]
         keys = ("artifact_id", "label_id", "feature_id")
         distinct = manager.order_by().values_list(*keys).distinct().count()
-        assert distinct == manager.count(), f"duplicate {field.name} links"
+        assert distinct == manager.count(), f"duplicate {relation.name} links"
     _assert_unique("links", rows, lambda r: r[:-2])
     return sorted(rows, key=repr)
 

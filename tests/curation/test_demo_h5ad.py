@@ -24,8 +24,8 @@ from cellxgene_ontology_guide.entities import CuratedOntologyTermList
 from cellxgene_ontology_guide.supported_versions import CXGSchema
 from scipy import sparse
 
-from curation.demo import h5ad
-from curation.demo.vocabulary import (
+from demo.census import h5ad
+from demo.census.vocabulary import (
     HUMAN,
     MOUSE,
     ORGANISMS,

@@ -14,8 +14,8 @@ import pytest
 import tiledbsoma
 from django.core.management import CommandError, call_command
 
-from curation.demo.plan import KIDNEY_TITLE, ReleasePlan
-from curation.demo.release import PLAN_FILE, build_release
+from demo.census.plan import KIDNEY_TITLE, ReleasePlan
+from demo.census.release import PLAN_FILE, build_release
 
 OLD, NEW = "2024-07-01", "2025-01-30"
 N_DATASETS, CELLS = 40, 150

@@ -14,13 +14,14 @@ from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
 import registry as ln
-from curation.demo.plan import ReleasePlan
-from curation.demo.release import PLAN_FILE, build_release
 from curation.diff import ReleaseDiff, ReleaseDiffError, release_diff
-from curation.management.commands.release_diff import render
+from curation.diff_report import render
 from curation.register import REFERENCE_TYPE
 from curation.steps import curate_release
-from registry.models import Artifact, ArtifactCellType, ArtifactTissue, Storage
+from demo.census.plan import ReleasePlan
+from demo.census.release import PLAN_FILE, build_release
+from ontologies.models import ArtifactCellType, ArtifactTissue
+from registry.models import Artifact, Storage
 
 OLD, NEW = "2024-07-01", "2025-01-30"
 N_DATASETS, CELLS = 20, 100

@@ -13,8 +13,8 @@ import registry as ln
 from ontologies import hierarchy
 from ontologies.errors import HierarchyCycleError
 from ontologies.importers.guide import resolve_schema_version
-from ontologies.models import CellType, CellTypeClosure
-from registry.models import Artifact, ArtifactCellType
+from ontologies.models import ArtifactCellType, CellType, CellTypeClosure
+from registry.models import Artifact
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("real_cl")]
 

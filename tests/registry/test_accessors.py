@@ -159,12 +159,40 @@ def put(storage: Storage, key: str, path: Path, **extra: object) -> Path:
     [
         ("gs://bucket/prefix", "gs:// scheme is not supported"),
         ("ftp://example.org/data", "ftp:// scheme is not supported"),
+    ],
+)
+def test_unsupported_scheme_is_refused_at_save(root: str, fragment: str) -> None:
+    with pytest.raises(UnknownStorageError) as info:
+        Storage.objects.create(root=root)
+    assert repr(root) in str(info.value)
+    assert fragment in str(info.value)
+    assert "s3://bucket[/prefix]" in str(info.value)  # what is supported
+    assert not Storage.objects.filter(root=root).exists()
+
+
+def test_relative_root_is_stored_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    storage = Storage.objects.create(root="./data/")
+    assert storage.root == str(tmp_path / "data")
+    assert Storage.objects.get(pk=storage.pk).root == str(tmp_path / "data")
+
+
+@pytest.mark.parametrize(
+    ("root", "fragment"),
+    [
+        ("gs://bucket/prefix", "gs:// scheme is not supported"),
+        ("ftp://example.org/data", "ftp:// scheme is not supported"),
         ("relative/folder", "must be an absolute path"),
         ("/nonexistent/cellregistry/storage", "no such folder"),
     ],
 )
-def test_unknown_storage_root(root: str, fragment: str) -> None:
-    storage = Storage.objects.create(root=root)
+def test_unknown_storage_root(root: str, fragment: str, tmp_path: Path) -> None:
+    """Roots that got into the database some other way (an older version, raw SQL) are refused
+    by every accessor, with what is supported."""
+    storage = Storage.objects.create(root=str(tmp_path))
+    Storage.objects.filter(pk=storage.pk).update(root=root)
+    storage.refresh_from_db()
     artifact = register(storage, "x.h5ad")
     for call in (artifact.cache, artifact.load, artifact.open):
         with pytest.raises(UnknownStorageError) as info:

@@ -9,7 +9,7 @@ from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
-from registry import synthetic
+from demo import synthetic
 from registry.models import Artifact
 
 pytestmark = pytest.mark.django_db

@@ -45,7 +45,7 @@ def test_init_records_instance_and_migrates(tmp_path: Path, registry_home: Path)
             "SELECT name FROM sqlite_master WHERE type = 'table'"
         )
     }
-    assert {"registry_artifact", "ontologies_celltype", "registry_artifactcelltype"} <= tables
+    assert {"registry_artifact", "ontologies_celltype", "ontologies_artifactcelltype"} <= tables
 
 
 def test_connect_makes_instance_the_default(tmp_path: Path) -> None:

@@ -8,11 +8,10 @@ import pytest
 from django.db import IntegrityError, transaction
 
 import registry as ln
-from ontologies.models import CellType, Tissue
-from registry import synthetic
+from demo import synthetic
+from ontologies.models import ArtifactCellType, CellType, Tissue
 from registry.models import (
     Artifact,
-    ArtifactCellType,
     ArtifactULabel,
     Collection,
     Feature,

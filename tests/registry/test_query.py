@@ -8,9 +8,10 @@ from django.core.exceptions import FieldError
 from django.db import models
 
 import registry as ln
-from registry import synthetic
+from demo import synthetic
+from ontologies.models import ArtifactCellType
 from registry.errors import MultipleRecordsError, NoRecordError, UnknownFieldError
-from registry.models import Artifact, ArtifactCellType, Collection, ULabel
+from registry.models import Artifact, Collection, ULabel
 from registry.query import to_attribute_name
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from registry import synthetic
+from demo import synthetic
 
 pytestmark = pytest.mark.django_db
 

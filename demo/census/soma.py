@@ -19,17 +19,11 @@ import pyarrow as pa
 import tiledbsoma as soma
 from scipy import sparse
 
+from curation.features import FEATURES
+
 CENSUS_SCHEMA_VERSION = "2.4.0"
 #: obs columns of the Census, in its order (labels next to their ontology term ids)
-LABELLED = (
-    "assay",
-    "cell_type",
-    "development_stage",
-    "disease",
-    "self_reported_ethnicity",
-    "sex",
-    "tissue",
-)
+LABELLED = tuple(sorted(f.label_column for f in FEATURES if f.in_h5ad and f.is_ontology))
 OBS_STRINGS = (
     "dataset_id",
     "assay",

@@ -15,8 +15,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from curation.demo.release import DemoReleaseError, build_release
-from registry.describe import format_size
+from demo.census.release import DemoReleaseError, build_release
+from registry.formatting import format_size
 
 
 class Command(BaseCommand):

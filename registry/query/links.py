@@ -1,0 +1,216 @@
+"""Link-table SQL: the one module that writes SQL over the tables linking records (label links,
+collection members, any many-to-many relation).
+
+The ORM composes subqueries over link tables far more slowly than the database runs them, so the
+hot paths are plain SQL built here, once:
+
+- :func:`link_subquery_sql`: a filter on a many-to-many relation as ``SELECT source FROM link
+  WHERE target IN (...)``;
+- :func:`link_values`: the values of a many-valued ``include`` column for a chunk of records;
+- :func:`linked_labels_sql`: every label of an artifact, across all label registries, as one
+  ``UNION ALL``;
+- :func:`insert_links`: link rows as multi-row INSERTs that keep links that exist already.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+from django.db import connection, connections, models
+from django.db.models.constants import LOOKUP_SEP
+from django.db.models.expressions import RawSQL
+
+from registry.databases import check_writable
+from registry.query.aliases import has_field
+
+#: a link row: (artifact_id, label_id, feature_id, n_cells, n_primary_cells)
+LinkRow = tuple[int, int, int | None, int | None, int | None]
+LINK_FIELDS = ("artifact", "label", "feature", "n_cells", "n_primary_cells")
+#: rows per INSERT statement (5 parameters each; well within SQLite's and PostgreSQL's limits)
+INSERT_CHUNK = 1000
+
+
+def m2m_link(
+    model: type[models.Model], relation: str
+) -> tuple[type[models.Model], str, str] | None:
+    """For a many-to-many relation of ``model``: (link table, FK to model, FK to the other side).
+
+    Works for forward (``Artifact.cell_types``) and reverse (``Artifact.collections``) relations;
+    ``None`` for anything else.
+    """
+    field = model._meta.get_field(relation)
+    if isinstance(field, models.ManyToManyField):
+        return field.remote_field.through, field.m2m_field_name(), field.m2m_reverse_field_name()
+    if isinstance(field, models.ManyToManyRel):
+        forward = field.remote_field
+        return field.through, forward.m2m_reverse_field_name(), forward.m2m_field_name()
+    return None
+
+
+_ID_SUFFIXES = {"", "__exact", "__pk", "__id", "__in", "__pk__in", "__id__in"}
+_TEXT_TYPES = {"CharField", "TextField"}
+_INT_TYPES = {"IntegerField", "BigIntegerField", "PositiveIntegerField", "SmallIntegerField"}
+
+
+def _plain_values(values: Any, accept: Callable[[Any], Any]) -> list[Any] | None:
+    """The values of an equality/IN condition if all are plain, else None."""
+    if not isinstance(values, list | tuple | set | frozenset):
+        return None
+    accepted = [accept(value) for value in values]
+    return None if any(value is None for value in accepted) else accepted
+
+
+def _as_id(value: Any) -> int | None:
+    if isinstance(value, models.Model):
+        return value.pk
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class PlainColumn(NamedTuple):
+    """A column on the far side of a link table that plain SQL can read and compare."""
+
+    model: type[models.Model]
+    name: str | None  # None: the related id itself
+    accept: Callable[[Any], Any]  # a value as it may be passed as a parameter, or None
+
+
+def _accept_text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _accept_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def plain_column(through: type[models.Model], target: str, name: str) -> PlainColumn | None:
+    """The text or integer column ``name`` of the model behind ``through.target`` ("" or "pk"/"id"
+    for the related id), or ``None`` when plain SQL would not read it exactly like the ORM."""
+    other = through._meta.get_field(target).related_model
+    if name in {"", "pk", "id"}:
+        return PlainColumn(other, None, _as_id)
+    if not has_field(other, name):
+        return None
+    field = other._meta.get_field(name)
+    kind = field.get_internal_type() if field.concrete and not field.is_relation else ""
+    if kind in _TEXT_TYPES:
+        return PlainColumn(other, field.column, _accept_text)
+    if kind in _INT_TYPES:
+        return PlainColumn(other, field.column, _accept_int)
+    return None
+
+
+def link_subquery_sql(
+    through: type[models.Model], source: str, target: str, rest: str, value: Any
+) -> RawSQL | None:
+    """A condition on a many-to-many relation as plain SQL over its link table, if it is simple.
+
+    Simple means: related records or ids (``cell_types=rec``, ``cell_types__in=[...]``), or
+    equality/IN on a text or integer column of the other side (``cell_types__name__in=[...]``).
+    Building this costs a fraction of the ORM's subquery machinery, which for these filters costs
+    more than running the query. Anything else returns ``None`` and goes through the ORM.
+    """
+    quote = connection.ops.quote_name
+    if rest in _ID_SUFFIXES:
+        is_in, column = rest.endswith("__in"), plain_column(through, target, "")
+    else:
+        name, _, lookup = rest[len(LOOKUP_SEP) :].partition(LOOKUP_SEP)
+        if lookup not in {"", "exact", "in"}:
+            return None
+        is_in, column = lookup == "in", plain_column(through, target, name)
+    if column is None:
+        return None
+    params = _plain_values(value if is_in else [value], column.accept)
+    if params is None:
+        return None
+    table = quote(through._meta.db_table)
+    source_column = quote(through._meta.get_field(source).column)
+    target_column = quote(through._meta.get_field(target).column)
+    marks = ", ".join(["%s"] * len(params)) or "NULL"
+    if column.name is None:
+        condition = f"{target_column} IN ({marks})"
+    else:
+        other = column.model._meta
+        condition = (
+            f"{target_column} IN (SELECT {quote(other.pk.column)} "
+            f"FROM {quote(other.db_table)} WHERE {quote(column.name)} IN ({marks}))"
+        )
+    return RawSQL(f"SELECT {source_column} FROM {table} WHERE {condition}", tuple(params))
+
+
+def link_values(
+    using: str, link: tuple[type[models.Model], str, str], column: PlainColumn, ids: list[int]
+) -> list[tuple[int, Any]]:
+    """(record id, value) of every link of the records ``ids``: the related id itself, or the
+    column of the other side named by ``column`` (NULLs left out)."""
+    through, source, target = link
+    quote = connections[using].ops.quote_name
+    source_column = quote(through._meta.get_field(source).column)
+    target_column = quote(through._meta.get_field(target).column)
+    marks = ", ".join(["%s"] * len(ids)) or "NULL"
+    if column.name is None:
+        select, join = target_column, ""
+    else:
+        other = column.model._meta
+        select = f"o.{quote(column.name)}"
+        join = f" JOIN {quote(other.db_table)} o ON o.{quote(other.pk.column)} = {target_column}"
+    sql = (
+        f"SELECT {source_column}, {select} FROM {quote(through._meta.db_table)}{join} "
+        f"WHERE {source_column} IN ({marks}) AND {select} IS NOT NULL"
+    )
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, ids)
+        return cursor.fetchall()
+
+
+@functools.cache
+def linked_labels_sql(relations: tuple[Any, ...]) -> tuple[str, int, dict[str, str]]:
+    """The UNION ALL over the link tables of ``relations`` (``Artifact.label_relations()``)
+    selecting (relation, feature name, label name,
+    n_cells) of one artifact (``%s`` once per table), the number of parameters, and the registry
+    name of each relation. Built once per process (the ORM would spend ten times longer composing
+    it than the database spends running it)."""
+    quote = connections["default"].ops.quote_name  # SQLite and PostgreSQL quote alike
+    parts, registries = [], {}
+    for relation in relations:
+        link = relation.through._meta
+        label = relation.registry._meta
+        feature = link.get_field("feature").related_model._meta
+        registries[relation.name] = label.object_name
+        n_cells = quote(link.get_field("n_cells").column)
+        parts.append(
+            f"SELECT '{relation.name}', f.{quote(feature.get_field('name').column)}, "
+            f"l.{quote(label.get_field('name').column)}, x.{n_cells} "
+            f"FROM {quote(link.db_table)} x "
+            f"JOIN {quote(label.db_table)} l ON l.{quote(label.pk.column)} = "
+            f"x.{quote(link.get_field('label').column)} "
+            f"LEFT JOIN {quote(feature.db_table)} f ON f.{quote(feature.pk.column)} = "
+            f"x.{quote(link.get_field('feature').column)} "
+            f"WHERE x.{quote(link.get_field('artifact').column)} = %s"
+        )
+    return " UNION ALL ".join(parts), len(parts), registries
+
+
+def insert_links(through: type[models.Model], rows: Iterable[LinkRow], using: str) -> None:
+    """Insert link rows as multi-row INSERTs, keeping links that exist already (the link
+    tables' unique constraints decide, also when ``feature`` is NULL).
+
+    This is the one place link rows are written in bulk: building thousands of model instances
+    for ``bulk_create`` costs ten times more than the database work.
+    """
+    check_writable(using, f"link labels ({through.__name__})")
+    db = connections[using]
+    quote = db.ops.quote_name
+    columns = ", ".join(quote(through._meta.get_field(name).column) for name in LINK_FIELDS)
+    table = quote(through._meta.db_table)
+    if db.vendor == "postgresql":
+        head, tail = f"INSERT INTO {table} ({columns}) VALUES ", " ON CONFLICT DO NOTHING"
+    else:
+        head, tail = f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ", ""
+    rows = list(rows)
+    with db.cursor() as cursor:
+        for start in range(0, len(rows), INSERT_CHUNK):
+            chunk = rows[start : start + INSERT_CHUNK]
+            values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
+            cursor.execute(head + values + tail, [value for row in chunk for value in row])
