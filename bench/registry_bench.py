@@ -12,9 +12,11 @@ written, and then these are timed (median of ``--repeats`` after ``--warmups``):
 (f) ``artifact.describe(return_str=True)``.
 
 The rows each query returns are checked against what the workload plan says they must be.
-One JSON object goes to stdout; progress goes to stderr. Run from the repository root::
+Every figure is the median of its repetitions; ``stats`` holds n, min, median, max, mean and
+the raw values. One JSON object goes to stdout and to ``--out`` (default
+``bench/results/registry-<date>.json``); progress goes to stderr. Run from the repository root::
 
-    /tmp/venv0/bin/python bench/registry_bench.py --backends sqlite,postgresql
+    .venv/bin/python bench/registry_bench.py --backends sqlite,postgresql
 """
 
 from __future__ import annotations
@@ -22,40 +24,33 @@ from __future__ import annotations
 import argparse
 import cProfile
 import inspect
-import json
-import os
-import platform
 import pstats
-import shutil
-import sqlite3
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Instances are recorded in $CELLREGISTRY_HOME/instances.toml: point it at a throw-away folder
-# before registry is imported, so that the user's own instances are never read or changed.
-BENCH_HOME = Path(tempfile.mkdtemp(prefix="cellregistry-bench-"))
-os.environ["CELLREGISTRY_HOME"] = str(BENCH_HOME)
-for _variable in ("CELLREGISTRY_INSTANCE", "DATABASE_URL"):
-    os.environ.pop(_variable, None)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import django  # noqa: E402
+from bench import common  # noqa: E402
+
+# instances are recorded in $CELLREGISTRY_HOME/instances.toml: a throw-away one, set before
+# registry is imported, so that the user's own instances are never read or changed
+BENCH_HOME = common.isolate_home("registry-bench")
+
 import psycopg  # noqa: E402
-from django.apps import apps  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.db import connections, transaction  # noqa: E402
-from psycopg import sql  # noqa: E402
 
 import registry as ln  # noqa: E402
+
+ln.setup()  # Django, before the modules that import models
+
 from demo import synthetic  # noqa: E402
-from registry.instances import parse_database_url  # noqa: E402
+from registry.models import Artifact, Collection, CollectionArtifact  # noqa: E402
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/cellregistry_bench"
 
@@ -84,64 +79,12 @@ TARGETS = {
 }
 
 
-def log(message: str) -> None:
-    """Progress for humans, on stderr (stdout carries only the JSON)."""
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+log = common.logger("bench")
 
 
 # ---------------------------------------------------------------------------------------------
-# Timing
+# Profiles
 # ---------------------------------------------------------------------------------------------
-@dataclass
-class Timing:
-    """The durations (seconds) of the timed repetitions of one operation, and its last result."""
-
-    seconds: list[float]
-    result: Any
-
-    def summary(self, scale: float) -> dict[str, float | int]:
-        """Median, min, max and mean in the figure's unit (seconds times ``scale``)."""
-        values = [s * scale for s in self.seconds]
-        return {
-            "median": _round(statistics.median(values)),
-            "min": _round(min(values)),
-            "max": _round(max(values)),
-            "mean": _round(statistics.fmean(values)),
-            "n": len(values),
-        }
-
-
-def _round(value: float) -> float:
-    return float(f"{value:.4g}")
-
-
-def measure(
-    operation: Callable[[], Any],
-    repeats: int,
-    warmups: int,
-    setup: Callable[[], None] | None = None,
-) -> Timing:
-    """Run ``operation`` ``warmups`` times untimed, then ``repeats`` times timed.
-
-    Args:
-        operation: what is timed.
-        repeats: timed repetitions.
-        warmups: untimed repetitions first (connections, caches, imports).
-        setup: run untimed before every repetition (e.g. empty the artifact table).
-    """
-    seconds = []
-    result = None
-    for i in range(warmups + repeats):
-        if setup is not None:
-            setup()
-        start = time.perf_counter()
-        result = operation()
-        elapsed = time.perf_counter() - start
-        if i >= warmups:
-            seconds.append(elapsed)
-    return Timing(seconds, result)
-
-
 def profile(
     name: str, operation: Callable[[], Any], repeats: int, setup: Callable[[], None] | None
 ) -> None:
@@ -162,53 +105,13 @@ def profile(
 # ---------------------------------------------------------------------------------------------
 # Instances
 # ---------------------------------------------------------------------------------------------
-def fresh_sqlite(workdir: Path) -> ln.DB:
-    """A new SQLite instance in ``workdir`` (the file is removed first)."""
-    path = workdir / "bench.sqlite3"
-    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        leftover.unlink(missing_ok=True)
-    return ln.init("bench-sqlite", db=f"sqlite:///{path}", storage=workdir / "storage-sqlite")
-
-
-def fresh_postgresql(url: str, workdir: Path) -> ln.DB:
-    """A new PostgreSQL instance: the database of ``url`` is dropped, then ``init`` recreates it.
-
-    Raises:
-        psycopg.OperationalError: the server cannot be reached.
-    """
-    entry = parse_database_url(url)
-    params = {
-        "host": entry["HOST"] or None,
-        "port": entry["PORT"] or None,
-        "user": entry["USER"] or None,
-        "password": entry["PASSWORD"] or None,
-    }
-    params = {key: value for key, value in params.items() if value}
-    with psycopg.connect(dbname="postgres", connect_timeout=5, autocommit=True, **params) as conn:
-        statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-        conn.execute(statement.format(sql.Identifier(entry["NAME"])))
-    return ln.init("bench-postgresql", db=url, storage=workdir / "storage-postgresql")
-
-
-def database_version(alias: str) -> str:
-    """The server version of the database behind ``alias``."""
-    with connections[alias].cursor() as cursor:
-        if connections[alias].vendor == "postgresql":
-            cursor.execute("SHOW server_version")
-        else:
-            cursor.execute("SELECT sqlite_version()")
-        return str(cursor.fetchone()[0])
-
-
 def clear_artifacts(alias: str) -> None:
     """Delete every artifact with its label and collection links (between create repetitions)."""
-    artifact_model = apps.get_model("registry", "Artifact")
-    link_models = [relation.through for relation in artifact_model.label_relations()]
-    link_models.append(apps.get_model("registry", "CollectionArtifact"))
+    link_models = [relation.through for relation in Artifact.label_relations()]
     with transaction.atomic(using=alias):
-        for model in link_models:
+        for model in [*link_models, CollectionArtifact]:
             model.objects.using(alias).all().delete()
-        artifact_model.objects.using(alias).all().delete()
+        Artifact.objects.using(alias).all().delete()
 
 
 class StatementCounter:
@@ -248,12 +151,9 @@ def settle(alias: str) -> None:
 
 def table_counts(alias: str) -> dict[str, int]:
     """Rows of the artifact, link and collection tables (shows the workload size)."""
-    names = ["Artifact", "Collection", "CollectionArtifact"]
-    names += [
-        relation.through.__name__
-        for relation in apps.get_model("registry", "Artifact").label_relations()
-    ]
-    counts = {name: apps.get_model("registry", name).objects.using(alias).count() for name in names}
+    models = [Artifact, Collection, CollectionArtifact]
+    models += [relation.through for relation in Artifact.label_relations()]
+    counts = {model.__name__: model.objects.using(alias).count() for model in models}
     return {name: count for name, count in counts.items() if count}
 
 
@@ -301,7 +201,7 @@ def bench_backend(db: ln.DB, args: argparse.Namespace) -> dict[str, Any]:
     vocab = synthetic.write_vocabulary(plan, using=alias)
     n_artifacts = len(plan.artifacts)
     create_repeats = args.create_repeats if args.create_repeats is not None else args.repeats
-    timings: dict[str, Timing] = {}
+    timings: dict[str, common.Timing] = {}
     scales: dict[str, float] = {}
     statements: dict[str, int] = {}
 
@@ -318,7 +218,7 @@ def bench_backend(db: ln.DB, args: argparse.Namespace) -> dict[str, Any]:
     creates = {"create_per_record_ms": (per_record, 1000 / n_artifacts), "create_bulk_s": (bulk, 1)}
     for key, (operation, scale) in creates.items():
         log(f"  (a) {key}: {args.warmups} + {create_repeats} runs of {n_artifacts} artifacts")
-        timings[key] = measure(operation, create_repeats, args.warmups, reset)
+        timings[key] = common.measure(operation, create_repeats, args.warmups, reset)
         scales[key] = scale
         log(f"      median {statistics.median(timings[key].seconds):.3f} s per run")
         statements[key], artifacts = count_statements(alias, operation, reset)
@@ -385,7 +285,7 @@ def bench_backend(db: ln.DB, args: argparse.Namespace) -> dict[str, Any]:
     }
     for key, query in queries.items():
         log(f"  {key}: {args.warmups} + {args.repeats} runs")
-        timings[key] = measure(query, args.repeats, args.warmups)
+        timings[key] = common.measure(query, args.repeats, args.warmups)
         scales[key] = 1000
         statements[key], _ = count_statements(alias, query)
 
@@ -404,7 +304,7 @@ def bench_backend(db: ln.DB, args: argparse.Namespace) -> dict[str, Any]:
     for key, problem in mismatches.items():
         log(f"  WRONG RESULT {key}: {problem}")
 
-    stats = {key: timing.summary(scales[key]) for key, timing in timings.items()}
+    stats = {key: timing.stats(scales[key]) for key, timing in timings.items()}
     entry: dict[str, Any] = {key: stats[key]["median"] for key in FIGURES}
     entry.update(
         {
@@ -418,7 +318,7 @@ def bench_backend(db: ln.DB, args: argparse.Namespace) -> dict[str, Any]:
             "sql_statements": statements,
             "describe_chars": len(timings["describe_ms"].result),
             "tables": table_counts(alias),
-            "database_version": database_version(alias),
+            "database_version": common.database_version(alias),
             "stats": stats,
         }
     )
@@ -439,12 +339,12 @@ def run_backend(name: str, args: argparse.Namespace, workdir: Path) -> dict[str,
     """Create the instance of one backend and benchmark it; an unreachable server is reported."""
     log(f"{name}: creating a fresh instance")
     try:
-        db = fresh_sqlite(workdir) if name == "sqlite" else fresh_postgresql(args.pg_url, workdir)
+        db = common.fresh_instance(name, f"bench-{name}", args.pg_url, workdir)
     except (psycopg.OperationalError, ConnectionError) as exc:
         log(f"{name}: not reachable: {exc}")
         return {"error": f"not reachable: {str(exc).strip()}"}
     started = time.perf_counter()
-    load_before = os.getloadavg()
+    load_before = common.load_average()
     if load_before[0] > 0.5:
         log(f"{name}: load average {load_before[0]:.2f}: other processes may skew the timings")
     try:
@@ -453,67 +353,25 @@ def run_backend(name: str, args: argparse.Namespace, workdir: Path) -> dict[str,
         traceback.print_exc(file=sys.stderr)
         return {"error": f"{type(exc).__name__}: {exc}"}
     entry["wall_s"] = round(time.perf_counter() - started, 1)
+    load_after = common.load_average()
     entry["load_average"] = {
-        "before_1min": round(load_before[0], 2),
-        "after_1min": round(os.getloadavg()[0], 2),
-        "after_5min": round(os.getloadavg()[1], 2),
+        "before_1min": load_before[0],
+        "after_1min": load_after[0],
+        "after_5min": load_after[1],
     }
     log(f"{name}: done in {entry['wall_s']} s")
     return entry
 
 
 # ---------------------------------------------------------------------------------------------
-# Environment and command line
+# Command line
 # ---------------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or what ``platform`` knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def source_state() -> dict[str, Any]:
-    """The commit of the code measured, and which files differ from it (it may be in flux)."""
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-        except OSError:
-            return None
-        return done.stdout if done.returncode == 0 else None
-
-    changed = git("status", "--porcelain", "--untracked-files=all", "--", "registry", "ontologies")
-    return {
-        "commit": (git("rev-parse", "--short", "HEAD") or "").strip() or None,
-        "uncommitted_registry_files": [line[3:] for line in (changed or "").splitlines()],
-    }
-
-
 def per_record_defaults() -> dict[str, Any]:
     """The keyword defaults of ``write_per_record`` (e.g. which API it links labels with)."""
     skip = {"plan", "vocab", "using", "progress"}
     parameters = inspect.signature(synthetic.write_per_record).parameters.values()
     return {
         p.name: p.default for p in parameters if p.name not in skip and p.default is not p.empty
-    }
-
-
-def environment() -> dict[str, Any]:
-    """Versions and machine facts that the figures depend on."""
-    return {
-        "python": platform.python_version(),
-        "django": django.get_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "psycopg": psycopg.__version__,
-        "platform": platform.platform(),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
     }
 
 
@@ -547,60 +405,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="keep the temporary folder (SQLite file, instances.toml)",
     )
+    common.add_out_argument(parser, "registry")
     args = parser.parse_args(argv)
-    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    unknown = set(args.backends) - {"sqlite", "postgresql"}
-    if unknown:
-        parser.error(
-            f"unknown backend(s) {', '.join(sorted(unknown))}: use sqlite and/or postgresql"
-        )
+    args.backends = common.parse_backends(parser, args.backends)
     args.profile = [k.strip() for k in args.profile.split(",") if k.strip()]
     known = set(FIGURES) | {"five_relation_with_get_ms"}
     if set(args.profile) - known:
         parser.error(f"--profile takes figure keys: {', '.join(sorted(known))}")
-    if (
-        args.repeats < 1
-        or args.warmups < 0
-        or (args.create_repeats is not None and args.create_repeats < 1)
-    ):
-        parser.error("--repeats and --create-repeats must be >= 1, --warmups >= 0")
+    common.check_repeats(parser, args)
+    if args.create_repeats is not None and args.create_repeats < 1:
+        parser.error(f"--create-repeats must be at least 1 (got {args.create_repeats}).")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print the JSON; exit status 1 if a backend failed or was wrong."""
+    """Run the benchmark, print the JSON and write it to ``--out``; exit status 1 if a backend
+    failed or a query returned other rows than the plan says."""
     args = parse_args(argv)
-    report: dict[str, Any] = {
-        "benchmark": "cellregistry bench/registry_bench.py",
-        "command": " ".join([sys.executable, *sys.argv]),
+    pg_url = args.pg_url if "postgresql" in args.backends else None
+    report = common.Report("registry", args.out, pg_url)
+    results: dict[str, Any] = {
         "workload": {
             "artifacts": args.artifacts,
             "seed": args.seed,
             "generator": "demo.synthetic",
             "write_per_record_defaults": per_record_defaults(),
         },
-        "source": source_state(),
         "units": {
             **FIGURES,
             "sql_statements": "statements sent by one run of the operation (create: all artifacts)",
+            "stats": "per figure: n, min, median, max, mean and the raw values, in its unit",
         },
-        "environment": environment(),
     }
     failed = False
     try:
         for backend in args.backends:
-            report[backend] = run_backend(backend, args, BENCH_HOME)
+            results[backend] = run_backend(backend, args, BENCH_HOME)
             failed = (
-                failed or "error" in report[backend] or not report[backend]["results_match_plan"]
+                failed or "error" in results[backend] or not results[backend]["results_match_plan"]
             )
     finally:
         if settings.configured:  # not yet when the only backend was unreachable
             connections.close_all()
         if args.keep:
+            common.keep_home(BENCH_HOME)
             log(f"kept {BENCH_HOME}")
-        else:
-            shutil.rmtree(BENCH_HOME, ignore_errors=True)
-    print(json.dumps(report, indent=2, default=str))
+    report.finish(results)
     return 1 if failed else 0
 
 

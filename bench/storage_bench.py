@@ -7,14 +7,23 @@ Artifact of a throw-away embedded instance. Measured, through ``Artifact`` recor
 (a) ``open()`` + reading ``.obs``: bytes transferred (target <= 15% of the file) and time;
 (b) ``to_memory()`` of a 1% random subset of cells: bytes (target <= 20%) and time; the result is
     checked against the in-memory AnnData;
-(c) ``cache()`` vs a plain ``boto3 client.download_file`` of the same object (median of
-    ``--repeats``, interleaved; target ratio <= 2).
+(c) ``cache()`` vs a plain ``boto3 client.download_file`` of the same object (interleaved, a
+    fresh cache each time; target: ratio of the medians <= 2), the second ``cache()`` call and
+    ``cache(verify=True)`` (re-hashing the copy);
+(d) the h5ad header probe of curation (``registry.accessors.h5ad_header.probe_h5ad``): HDF5
+    signature and obs index length by ranged reads; bytes (target <= 1% of the file) and
+    requests.
+
+(a), (b) and (d) run ``--stream-repeats`` times (default ``--repeats``), (c) ``--repeats`` times;
+the bytes and requests must be the same in every repeat. Times are medians; ``stats`` holds n,
+min, median, max, mean and the raw values.
 
 Moto serves every GET, ranged or not, by reading the whole object (``FakeKey.value``) under a
 per-key lock, so times of many small ranged reads are far slower than on S3; bytes and request
-counts are the figures to compare. One JSON object goes to stdout, progress to stderr::
+counts are the figures to compare. One JSON object goes to stdout and to ``--out`` (default
+``bench/results/storage-<date>.json``), progress to stderr::
 
-    /tmp/venv0/bin/python bench/storage_bench.py --n-obs 100000 --n-vars 2000 --density 0.07
+    .venv/bin/python bench/storage_bench.py --n-obs 100000 --n-vars 2000 --density 0.07
 """
 
 from __future__ import annotations
@@ -26,23 +35,21 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common  # noqa: E402
+
 # Instances and the cache live under $CELLREGISTRY_HOME: a throw-away folder, set before registry
 # is imported, so that the user's own instances and cache are never read or changed.
-BENCH_HOME = Path(tempfile.mkdtemp(prefix="cellregistry-storage-bench-"))
-os.environ["CELLREGISTRY_HOME"] = str(BENCH_HOME)
-for _variable in ("CELLREGISTRY_INSTANCE", "DATABASE_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+BENCH_HOME = common.isolate_home("storage-bench")
+for _variable in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
     os.environ.pop(_variable, None)
-
-import importlib.metadata  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 
 import anndata as ad  # noqa: E402
 import boto3  # noqa: E402
@@ -52,13 +59,16 @@ import scipy.sparse as sp  # noqa: E402
 
 import registry as ln  # noqa: E402
 
-TARGETS = {"open_obs_fraction": 0.15, "subset_1pct_fraction": 0.20, "cache_vs_boto3_ratio": 2.0}
+TARGETS = {
+    "open_obs_fraction": 0.15,
+    "subset_1pct_fraction": 0.20,
+    "cache_vs_boto3_ratio": 2.0,
+    "probe_fraction": 0.01,
+}
 BUCKET = "cellxgene-bench"
 
 
-def log(message: str) -> None:
-    """Progress on stderr."""
-    print(message, file=sys.stderr, flush=True)
+log = common.logger("storage-bench")
 
 
 def start_moto() -> tuple[str, subprocess.Popen]:
@@ -138,8 +148,8 @@ def make_dataset(n_obs: int, n_vars: int, density: float, seed: int) -> ad.AnnDa
     return adata
 
 
-def measure_open(artifact: Any, adata: ad.AnnData, size: int, seed: int) -> dict[str, Any]:
-    """(a) open + obs and (b) a 1% subset to memory, with bytes and requests."""
+def read_once(artifact: Any, adata: ad.AnnData, rows: np.ndarray) -> dict[str, Any]:
+    """One ``open()`` + ``.obs`` and one 1% subset to memory: seconds, bytes, requests."""
     from registry.accessors import s3
 
     requests = s3.request_count()
@@ -151,7 +161,6 @@ def measure_open(artifact: Any, adata: ad.AnnData, size: int, seed: int) -> dict
     obs_requests = s3.request_count() - requests
     assert len(obs) == adata.n_obs and list(obs.columns) == list(adata.obs.columns)
 
-    rows = np.sort(np.random.default_rng(seed).choice(adata.n_obs, adata.n_obs // 100, False))
     requests = s3.request_count()
     start = time.perf_counter()
     subset = backed[rows].to_memory()
@@ -166,29 +175,64 @@ def measure_open(artifact: Any, adata: ad.AnnData, size: int, seed: int) -> dict
         and np.array_equal(subset.obsm["X_umap"], expected.obsm["X_umap"])
     )
     return {
+        "open_s": open_s,
+        "obs_bytes": obs_bytes,
+        "obs_requests": obs_requests,
+        "subset_s": subset_s,
+        "subset_bytes": subset_bytes,
+        "subset_requests": subset_requests,
+        "correct": correct,
+    }
+
+
+def measure_open(
+    artifact: Any, adata: ad.AnnData, size: int, seed: int, repeats: int
+) -> dict[str, Any]:
+    """(a) open + obs and (b) a 1% subset to memory, ``repeats`` times: bytes and requests
+    (the same every time) and seconds."""
+    rows = np.sort(np.random.default_rng(seed).choice(adata.n_obs, adata.n_obs // 100, False))
+    runs = []
+    for i in range(repeats):
+        runs.append(read_once(artifact, adata, rows))
+        log(
+            f"  read repeat {i + 1}: obs {runs[-1]['open_s']:.2f} s, subset "
+            f"{runs[-1]['subset_s']:.2f} s"
+        )
+    obs_bytes = common.same_in_every_repeat("open() + .obs bytes", [r["obs_bytes"] for r in runs])
+    subset_bytes = common.same_in_every_repeat("1% subset bytes", [r["subset_bytes"] for r in runs])
+    open_s = common.summarize([r["open_s"] for r in runs])
+    subset_s = common.summarize([r["subset_s"] for r in runs])
+    return {
         "open_obs": {
             "bytes": obs_bytes,
             "fraction_of_file": round(obs_bytes / size, 4),
-            "seconds": round(open_s, 3),
-            "requests": obs_requests,
+            "seconds": open_s["median"],
+            "requests": common.same_in_every_repeat(
+                "open() requests", [r["obs_requests"] for r in runs]
+            ),
             "target_fraction": TARGETS["open_obs_fraction"],
             "meets_target": obs_bytes / size <= TARGETS["open_obs_fraction"],
+            "stats": {"seconds": open_s},
         },
         "subset_1pct_to_memory": {
             "cells": len(rows),
             "bytes": subset_bytes,
             "fraction_of_file": round(subset_bytes / size, 4),
-            "seconds": round(subset_s, 3),
-            "requests": subset_requests,
-            "equals_in_memory_slice": correct,
+            "seconds": subset_s["median"],
+            "requests": common.same_in_every_repeat(
+                "subset requests", [r["subset_requests"] for r in runs]
+            ),
+            "equals_in_memory_slice": all(r["correct"] for r in runs),
             "target_fraction": TARGETS["subset_1pct_fraction"],
             "meets_target": subset_bytes / size <= TARGETS["subset_1pct_fraction"],
+            "stats": {"seconds": subset_s},
         },
     }
 
 
 def measure_cache(artifact: Any, key: str, size: int, repeats: int) -> dict[str, Any]:
     """(c) ``cache()`` vs ``download_file``, interleaved, fresh cache each time."""
+    from registry.accessors import s3
     from registry.accessors.cache import cache_root
 
     client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
@@ -207,9 +251,15 @@ def measure_cache(artifact: Any, key: str, size: int, repeats: int) -> dict[str,
         cached.append(time.perf_counter() - start)
         assert path.stat().st_size == size
         log(f"  cache repeat {i + 1}: boto3 {plain[-1]:.2f} s, cache() {cached[-1]:.2f} s")
-    start = time.perf_counter()
-    artifact.cache()
-    second_call = time.perf_counter() - start
+    second_call = common.measure(artifact.cache, repeats)
+    verify_requests = []
+
+    def verify() -> None:
+        requests = s3.request_count()
+        artifact.cache(verify=True)
+        verify_requests.append(s3.request_count() - requests)
+
+    verify_call = common.measure(verify, repeats)
     ratio = statistics.median(cached) / statistics.median(plain)
     return {
         "repeats": repeats,
@@ -218,10 +268,52 @@ def measure_cache(artifact: Any, key: str, size: int, repeats: int) -> dict[str,
         "boto3_download_file_seconds_median": round(statistics.median(plain), 3),
         "boto3_mb_per_s": round(size / 1e6 / statistics.median(plain), 1),
         "ratio_cache_over_boto3": round(ratio, 3),
-        "includes": "HEAD + part-size HEAD + managed download + md5-n verification + rename",
-        "second_call_ms": round(second_call * 1000, 3),
+        "includes": "HEAD + part-size HEAD + managed download + md5-n check + rename + record",
+        "second_call_ms": second_call.median(1000),
+        "verify_call_seconds": verify_call.median(),
+        "verify_call_requests": common.same_in_every_repeat(
+            "cache(verify=True) requests", verify_requests
+        ),
         "target_ratio": TARGETS["cache_vs_boto3_ratio"],
         "meets_target": ratio <= TARGETS["cache_vs_boto3_ratio"],
+        "stats": {
+            "cache_seconds": common.summarize(cached),
+            "boto3_download_file_seconds": common.summarize(plain),
+            "second_call_ms": second_call.stats(1000),
+            "verify_call_seconds": verify_call.stats(),
+        },
+    }
+
+
+def measure_probe(artifact: Any, n_obs: int, size: int, repeats: int) -> dict[str, Any]:
+    """(d) the header probe, ``repeats`` times, with the size known (as curation has it from
+    the listing)."""
+    from registry.accessors import s3
+    from registry.accessors.h5ad_header import PROBE_BLOCK_SIZE, probe_h5ad
+
+    http_requests = []
+
+    def probe() -> Any:
+        requests = s3.request_count()
+        header = probe_h5ad(artifact.storage, artifact.key, size=size, expected_n_obs=n_obs)
+        http_requests.append(s3.request_count() - requests)
+        return header
+
+    timing = common.measure(probe, repeats)
+    header = timing.result
+    return {
+        "n_obs": header.n_obs,
+        "n_obs_correct": header.n_obs == n_obs,
+        "bytes": header.bytes_read,
+        "fraction_of_file": round(header.fraction_read, 6),
+        "requests": header.requests,
+        "http_requests": common.same_in_every_repeat("header probe requests", http_requests),
+        "without_known_size": "one more request (HEAD)",
+        "block_size": PROBE_BLOCK_SIZE,
+        "seconds": timing.median(),
+        "target_fraction": TARGETS["probe_fraction"],
+        "meets_target": header.fraction_read <= TARGETS["probe_fraction"],
+        "stats": {"seconds": timing.stats()},
     }
 
 
@@ -234,13 +326,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--density", type=float, default=0.07, help="fraction of nonzeros in X (140 genes per cell)"
     )
     parser.add_argument("--repeats", type=int, default=3, help="cache() timings (median)")
+    parser.add_argument(
+        "--stream-repeats",
+        type=int,
+        default=None,
+        help="repeats of the streamed reads and the header probe (default: --repeats)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    common.add_out_argument(parser, "storage")
+    args = parser.parse_args(argv)
+    common.check_repeats(parser, args)
+    if args.stream_repeats is None:
+        args.stream_repeats = args.repeats
+    if args.stream_repeats < 1:
+        parser.error(f"--stream-repeats must be at least 1 (got {args.stream_repeats}).")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print the JSON."""
+    """Run the benchmark, print the JSON and write it to ``--out``; exit status 1 if a target
+    is missed or a read returned other data than the file holds."""
     args = parse_args(argv)
+    report = common.Report("storage", args.out)
     url, server = start_moto()
     os.environ.update(
         AWS_ENDPOINT_URL=url,
@@ -276,12 +383,14 @@ def main(argv: list[str] | None = None) -> int:
             n_observations=adata.n_obs,
         )
         log("open() + obs, 1% subset")
-        streamed = measure_open(artifact, adata, size, args.seed)
+        streamed = measure_open(artifact, adata, size, args.seed, args.stream_repeats)
+        log("h5ad header probe")
+        probe = measure_probe(artifact, adata.n_obs, size, args.stream_repeats)
         log("cache() vs boto3 download_file")
         cache = measure_cache(artifact, key, size, args.repeats)
-        report = {
-            "benchmark": "cellregistry bench/storage_bench.py",
-            "command": " ".join([sys.executable, *sys.argv]),
+        results = {
+            "repeats": args.repeats,
+            "stream_repeats": args.stream_repeats,
             "file": {
                 "n_obs": adata.n_obs,
                 "n_vars": adata.n_vars,
@@ -293,21 +402,16 @@ def main(argv: list[str] | None = None) -> int:
             },
             **streamed,
             "cache": cache,
-            "environment": {
-                "python": platform.python_version(),
-                "anndata": importlib.metadata.version("anndata"),
-                "boto3": boto3.__version__,
-                "platform": platform.platform(),
-                "cpu_count": os.cpu_count(),
-            },
+            "header_probe": probe,
         }
     finally:
         server.terminate()
         server.wait()
-        shutil.rmtree(BENCH_HOME, ignore_errors=True)
-    print(json.dumps(report, indent=2))
-    ok = all(report[k]["meets_target"] for k in ("open_obs", "subset_1pct_to_memory", "cache"))
-    return 0 if ok and report["subset_1pct_to_memory"]["equals_in_memory_slice"] else 1
+    final = report.finish(results)
+    measured = ("open_obs", "subset_1pct_to_memory", "cache", "header_probe")
+    ok = all(final[k]["meets_target"] for k in measured)
+    correct = final["subset_1pct_to_memory"]["equals_in_memory_slice"]
+    return 0 if ok and correct and final["header_probe"]["n_obs_correct"] else 1
 
 
 if __name__ == "__main__":

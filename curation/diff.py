@@ -23,6 +23,7 @@ from django.db.models import Count, Max
 from curation.collections import CENSUS_KEY
 from curation.features import BY_NAME, NAMES
 from curation.register import REFERENCE_TYPE
+from curation.tags import check_tag
 from registry.databases import instance_name
 from registry.errors import RegistryError
 from registry.models import Artifact, Collection, Feature
@@ -316,9 +317,12 @@ def release_diff(
         the datasets in both releases; lists sorted by dataset_id.
 
     Raises:
+        InvalidTagError: a tag is malformed (checked before the database is asked).
         ReleaseDiffError: a tag has no curated datasets (the message lists the curated tags),
             both tags are the same, or a feature is unknown.
     """
+    check_tag(old_tag, "old release tag")
+    check_tag(new_tag, "new release tag")
     chosen = check_features(features)
     check_tags(old_tag, new_tag, using)
     by_tag = _datasets(old_tag, new_tag, using)

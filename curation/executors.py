@@ -15,10 +15,13 @@ no Django model.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import importlib
 import logging
 import multiprocessing
 import os
+import signal
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -70,6 +73,11 @@ class TaskExecutor(ABC):
     def close(self) -> None:
         """Release the workers (idempotent)."""
 
+    def abort(self) -> None:
+        """Release the workers without waiting for running tasks (after an error or an
+        interruption); by default the same as :meth:`close`."""
+        self.close()
+
     def __enter__(self) -> TaskExecutor:
         return self
 
@@ -79,7 +87,10 @@ class TaskExecutor(ABC):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if exc_type is None:
+            self.close()
+        else:  # failing or interrupted (KeyboardInterrupt, SIGTERM): no worker is left behind
+            self.abort()
 
     @property
     def max_in_flight(self) -> int:
@@ -121,14 +132,52 @@ def _windowed(
             cancel(handle)
 
 
+#: prctl option: the signal a process gets when its parent dies (linux/prctl.h)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: ask the kernel to SIGKILL this worker when its parent dies, however
+    the parent dies (SIGKILL included), so no worker outlives an interrupted run. Linux only;
+    elsewhere a no-op."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` spawned processes that die with this process (see
+    :func:`_die_with_parent`); use :func:`terminate_pool` to stop it at once."""
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+def terminate_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: queued tasks are dropped and running workers are killed (their results
+    are not wanted: the caller is failing or being interrupted)."""
+    processes = list(getattr(pool, "_processes", {}).values())  # not public: no other way
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+    for process in processes:
+        process.join(timeout=5)
+
+
 class LocalProcessExecutor(TaskExecutor):
-    """A process pool on this machine (spawn context)."""
+    """A process pool on this machine (spawn context; workers die with this process)."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
-        )
+        self._pool: ProcessPoolExecutor | None = process_pool(workers)
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         """See :meth:`TaskExecutor.map`."""
@@ -147,6 +196,13 @@ class LocalProcessExecutor(TaskExecutor):
         """Shut the pool down (waits for running tasks, drops queued ones)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def abort(self) -> None:
+        """Kill the workers now (an error or an interruption: running tasks are not waited
+        for)."""
+        if self._pool is not None:
+            terminate_pool(self._pool)
             self._pool = None
 
 
@@ -222,6 +278,22 @@ def _import_ray() -> Any:
         ) from exc
 
 
+def check_executor(kind: str) -> None:
+    """Refuse an executor that cannot be made, before any work starts: an unknown kind, or Ray
+    when it is not installed.
+
+    Raises:
+        ExecutorError, RayNotInstalledError: naming the kind and what to do.
+    """
+    if kind not in EXECUTOR_KINDS:
+        raise ExecutorError(
+            f"Unknown executor {kind!r}: choose one of {', '.join(EXECUTOR_KINDS)} "
+            "(local: processes on this machine; ray: a Ray instance or cluster)."
+        )
+    if kind == "ray":
+        _import_ray()
+
+
 def make_executor(
     kind: str = "local", workers: int | None = None, ray_address: str | None = None
 ) -> TaskExecutor:
@@ -237,11 +309,7 @@ def make_executor(
         ExecutorError: unknown kind or fewer than one worker.
         RayNotInstalledError: ``ray`` without Ray installed.
     """
-    if kind not in EXECUTOR_KINDS:
-        raise ExecutorError(
-            f"Unknown executor {kind!r}: choose one of {', '.join(EXECUTOR_KINDS)} "
-            "(local: processes on this machine; ray: a Ray instance or cluster)."
-        )
+    check_executor(kind)
     if workers is not None and workers < 1:
         raise ExecutorError(f"workers must be at least 1 (got {workers}).")
     n = workers or os.cpu_count() or 1

@@ -5,7 +5,8 @@ storage; size and ETag from the listing; ``reference`` = dataset_id, ``reference
 dataset_version_id; ``version`` = tag) that revises the artifact of the same dataset_id in the
 previous release, and is linked to the terms of every feature with cell counts. A dataset is
 written in one transaction, so an interrupted run leaves whole datasets or nothing; a rerun skips
-the datasets that are there.
+the datasets that are there, updates those the release changed since, and removes those it no
+longer holds.
 
 Feature -> registry: ontology features link to the ontology registries by ontology id (the values
 ``unknown`` and ``na`` mean "no term" and link nothing); ``suspension_type``, ``tissue_type`` and
@@ -26,8 +27,8 @@ from curation.annotate import DatasetCounts, TermCount
 from curation.features import FEATURES, NAMES, NO_TERM, CuratedFeature
 from curation.manifest import DatasetRow, Manifest
 from registry.locks import advisory_lock
-from registry.models import Artifact, Feature, Storage, ULabel
-from registry.models.base import save_version
+from registry.models import Artifact, CollectionArtifact, Feature, Storage, ULabel
+from registry.models.base import delete_version, save_version
 from registry.query.links import insert_links
 
 REFERENCE_TYPE = "cellxgene_dataset_id"
@@ -158,6 +159,23 @@ def link_rows(
     return rows, problems
 
 
+#: what registering a dataset did
+ADDED, UNCHANGED, REVISED = "added", "unchanged", "revised"
+
+
+def _fields(manifest: Manifest, dataset: DatasetRow) -> dict:
+    """The Artifact fields of a dataset of the release (what a rerun compares and updates)."""
+    entry = manifest.files[dataset.h5ad_path]
+    return {
+        "description": dataset.title,
+        "size": entry.size,
+        "hash": entry.hash,
+        "hash_type": entry.hash_type,
+        "n_observations": dataset.n_cells,
+        "reference_version": dataset.dataset_version_id,
+    }
+
+
 def register_dataset(
     manifest: Manifest,
     dataset: DatasetRow,
@@ -166,36 +184,66 @@ def register_dataset(
     storage: Storage,
     run_id: int | None,
     using: str,
-) -> tuple[Artifact | None, list[Problem]]:
-    """Register one dataset and its links in one transaction; None if it was there already.
-    The dataset's problems are returned either way: a resumed run reports them too."""
+) -> tuple[Artifact, str, list[Problem]]:
+    """Register one dataset and its links in one transaction.
+
+    A dataset registered already for this release is left as it is when its record matches
+    the release (``unchanged``: a resumed or repeated run), and updated in place with its links
+    replaced when the release changed it since (``revised``: a new dataset_version_id or file).
+    The dataset's problems are returned in every case (a resumed run reports them too).
+
+    Returns:
+        The artifact, what was done (:data:`ADDED`, :data:`UNCHANGED`, :data:`REVISED`), and
+        the dataset's problems (unknown or deprecated terms).
+    """
     key = manifest.root.h5ad_key(dataset.h5ad_path)
-    entry = manifest.files[dataset.h5ad_path]
+    fields = _fields(manifest, dataset)
     manager = Artifact.objects.db_manager(using)
     with transaction.atomic(using=using):
         advisory_lock(dataset.dataset_id, using)
-        there = manager.filter(storage=storage, key=key, version=manifest.root.tag)
-        pk = there.values_list("pk", flat=True).first()
-        if pk is not None:
-            return None, link_rows(pk, dataset, counts, vocab)[1]
-        artifact = Artifact(
-            key=key,
-            storage=storage,
-            suffix=".h5ad",
-            otype=Artifact.OType.ANNDATA,
-            description=dataset.title,
-            size=entry.size,
-            hash=entry.hash,
-            hash_type=entry.hash_type,
-            n_observations=dataset.n_cells,
-            reference=dataset.dataset_id,
-            reference_type=REFERENCE_TYPE,
-            reference_version=dataset.dataset_version_id,
-            version=manifest.root.tag,
-            run_id=run_id,
-        )
-        save_version(artifact, manager.filter(storage=storage, reference=dataset.dataset_id), using)
+        artifact = manager.filter(storage=storage, key=key, version=manifest.root.tag).first()
+        if artifact is not None:
+            if all(getattr(artifact, name) == value for name, value in fields.items()):
+                return artifact, UNCHANGED, link_rows(artifact.pk, dataset, counts, vocab)[1]
+            for name, value in fields.items():
+                setattr(artifact, name, value)
+            artifact.save(using=using, update_fields=list(fields))
+            for relation in Artifact.label_relations():
+                relation.through.objects.db_manager(using).filter(artifact=artifact).delete()
+            outcome = REVISED
+        else:
+            artifact = Artifact(
+                key=key,
+                storage=storage,
+                suffix=".h5ad",
+                otype=Artifact.OType.ANNDATA,
+                reference=dataset.dataset_id,
+                reference_type=REFERENCE_TYPE,
+                version=manifest.root.tag,
+                run_id=run_id,
+                **fields,
+            )
+            family = manager.filter(storage=storage, reference=dataset.dataset_id)
+            save_version(artifact, family, using)
+            outcome = ADDED
         rows, problems = link_rows(artifact.pk, dataset, counts, vocab)
         for relation, relation_rows in rows.items():
             insert_links(Artifact.link_table(relation), relation_rows, using)
-    return artifact, problems
+    return artifact, outcome, problems
+
+
+def release_artifacts(manifest: Manifest, storage: Storage, using: str) -> models.QuerySet:
+    """The dataset artifacts registered for the release (``version`` = its tag)."""
+    return Artifact.objects.db_manager(using).filter(
+        storage=storage, version=manifest.root.tag, reference_type=REFERENCE_TYPE
+    )
+
+
+def remove_dataset(artifact: Artifact, using: str) -> None:
+    """Take a dataset that its release no longer holds out of the registry: its memberships of
+    the release's collections, its links and its record (the version family is mended), in one
+    transaction."""
+    with transaction.atomic(using=using):
+        advisory_lock(artifact.reference, using)
+        CollectionArtifact.objects.db_manager(using).filter(artifact=artifact).delete()
+        delete_version(artifact, using)

@@ -1,46 +1,103 @@
-"""The full demo pipeline of ``manage.py demo``: ontologies, two demo releases, their curation.
+"""The demo of ``manage.py demo``: CELLxGENE ontologies, two demo Census releases, their curation.
 
-Each step is skipped when its result is there already, so a second demo run only queries:
-the guide's ontologies are imported when the instance has none; the two consecutive demo
-releases are built (into ``$CELLREGISTRY_HOME/<instance>/census-bucket``) unless they exist; each
-release is curated with ``curate_release`` (a no-op for a curated release).
+The demo instance is built the way a lab builds its own: the CELLxGENE ontologies are imported
+(``load_ontologies``), two consecutive demo Census releases are written as local files
+(``build_demo_release``, into ``$CELLREGISTRY_HOME/<instance>/census-bucket``) and each is curated
+(``curate_release``). Every step is skipped when its result is there already, so a second run only
+queries, and an interrupted run is finished by the next one. The releases carry the real Census
+LTS tags the LaminDB guide queries, and one demo step mirrors the public instance: the versions of
+the collection that holds the guide's kidney dataset get the uid of the guide's study collection
+(``quQDnLsMLkP3JRsC8gp5``, :data:`demo.synthetic.STUDY_UID`; transfers match records on uids).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from cellxgene_ontology_guide.entities import Ontology
+from django.db import transaction
+
+from curation.collections import COLLECTION_REFERENCE
 from curation.steps import CurationSummary, curate_release
+from demo.census.plan import KIDNEY_TITLE
 from demo.census.release import build_release, release_root
-from ontologies.importers.guide import import_guide
+from demo.synthetic import STUDY_UID
+from ontologies.importers.guide import UNITS, import_guide
 from ontologies.models import Source
 from registry import instances
+from registry.connection import app_registries
+from registry.databases import instance_name
+from registry.models import Collection, Storage
 
-#: the demo's releases, oldest first (fictional tags: the synthetic registry uses the real ones)
-RELEASES = ("2025-07-01", "2025-11-08")
+#: the demo's releases, oldest first: the Census LTS tags of the LaminDB guide
+RELEASES = ("2024-07-01", "2025-01-30")
 DATASETS, CELLS_PER_DATASET = 60, 1000
+#: the description of the demo's bucket storage: it marks an instance as the demo's
+BUCKET_DESCRIPTION = "The demo Census releases of `manage.py demo` (local files)"
+#: registries whose records do not make an instance "used" (every writer gets a User record)
+IGNORED_REGISTRIES = {"User"}
 
 Say = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class DemoBuild:
+    """What a demo run did: whether it wrote anything, and the curation of each release."""
+
+    wrote: bool
+    curated: list[CurationSummary]
+
+
 def bucket_of(instance: str) -> Path:
-    """Where the demo releases of ``instance`` are written (a local Census-like bucket)."""
-    return instances.home() / instance / "census-bucket"
+    """Where the demo releases of ``instance`` are written (an absolute local folder)."""
+    return instances.home().resolve() / instance / "census-bucket"
+
+
+def used_registries(using: str) -> list[str]:
+    """The registries (core and ontology) that hold records, users aside."""
+    return [
+        name
+        for app in ("registry", "ontologies")
+        for name, model in app_registries(app).items()
+        if name not in IGNORED_REGISTRIES and model.objects.db_manager(using).exists()
+    ]
+
+
+def demo_bucket(using: str) -> Path | None:
+    """The bucket of the demo the instance holds (the storage :func:`claim` recorded), if any."""
+    storage = Storage.objects.db_manager(using).filter(description=BUCKET_DESCRIPTION).first()
+    return Path(storage.root) if storage is not None else None
+
+
+def claim(using: str, bucket: Path) -> None:
+    """Mark the instance as the demo's (its bucket recorded as a storage): from now on a rerun
+    continues the demo in it, even if this run is interrupted before anything else is written."""
+    Storage.objects.db_manager(using).get_or_create(
+        root=str(bucket), defaults={"description": BUCKET_DESCRIPTION}
+    )
+
+
+def missing_ontologies(using: str) -> list[str]:
+    """The guide imports (e.g. ``CL -> CellType``) whose ontology source the instance lacks."""
+    have = set(Source.objects.db_manager(using).values_list("entity", "name"))
+    return [u.label for u in UNITS if (u.registry, Ontology[u.ontology].value) not in have]
 
 
 def ensure_ontologies(using: str, say: Say) -> bool:
-    """Import the CELLxGENE ontologies unless the instance has them; True if imported."""
-    if Source.objects.db_manager(using).exists():
+    """Import the CELLxGENE ontologies unless the instance has all of them; True if imported."""
+    if not missing_ontologies(using):
         return False
     say("Importing the CELLxGENE ontologies (CL, UBERON, MONDO, EFO, ...) ...")
     import_guide(using=using)
     return True
 
 
-def ensure_releases(bucket: Path, say: Say) -> list[str]:
-    """Build the demo releases missing from ``bucket``; their release roots, oldest first."""
-    previous = None
+def ensure_releases(bucket: Path, say: Say) -> tuple[list[str], bool]:
+    """Build the demo releases missing from ``bucket``; their release roots (oldest first) and
+    whether any was built."""
+    previous, built = None, False
     for tag in RELEASES:
         if not Path(release_root(str(bucket), tag)).exists():
             say(f"Building demo release {tag} in {bucket} ...")
@@ -51,62 +108,57 @@ def ensure_releases(bucket: Path, say: Say) -> list[str]:
                 n_datasets=DATASETS,
                 cells_per_dataset=CELLS_PER_DATASET,
             )
+            built = True
         previous = tag
-    return [release_root(str(bucket), tag) + "/" for tag in RELEASES]
+    return [release_root(str(bucket), tag) + "/" for tag in RELEASES], built
 
 
 def curate_all(roots: list[str], using: str, say: Say) -> list[CurationSummary]:
-    """Curate each release (no-ops for curated ones)."""
+    """Curate each release (no-ops for curated ones: nothing is said about them)."""
     summaries = []
     for root in roots:
-        say(f"Curating {root} ...")
-        summaries.append(curate_release(root, using=using))
+        summary = curate_release(root, using=using)
+        if not summary.already_curated:
+            say(f"Curated {root}: {summary.added} datasets registered.")
+        summaries.append(summary)
     return summaries
 
 
-#: (title, code, columns shown): seed-style queries on the curated releases; the value of the
-#: last line is the answer
-CURATED_EXAMPLES = (
-    (
-        "Curated release: query across datasets with cell counts",
-        """\
-latest = db.Collection.get(key="cellxgene-census", version="2025-11-08")
-latest.artifacts.filter(
-    organisms__name="human",
-    cell_types__name__in=["dendritic cell", "neutrophil"],
-    tissues__name="kidney",
-    ulabels__name="cell",
-    experimental_factors__name="10x 3' v2",
-).to_dataframe(include=["cell_types__name", "diseases__name"])""",
-        ("description", "n_observations", "cell_types__name", "diseases__name"),
-    ),
-    (
-        "Curated release: the guide's kidney dataset",
-        """\
-kidney = db.Artifact.get(description="Mature kidney dataset: immune", is_latest=True)
-kidney.describe()""",
-        (),
-    ),
-    (
-        "Curated release: stream a slice of its h5ad (nothing downloaded)",
-        """\
-with kidney.open() as adata_backed:
-    dendritic = adata_backed[adata_backed.obs.cell_type == "dendritic cell"].to_memory()
-dendritic""",
-        (),
-    ),
-    (
-        "Curated release: the SOMA store of the release",
-        """\
-store_artifact = db.Artifact.get(key="cell-census/2025-11-08/soma")
-with store_artifact.open() as store:
-    cells = (
-        store["census_data"]["homo_sapiens"]
-        .obs.read(value_filter="tissue_general == 'kidney'", column_names=["cell_type"])
-        .concat()
-        .to_pandas()
+def mirror_study_uid(using: str) -> bool:
+    """Give the versions of the collection holding the guide's kidney dataset the stem of
+    :data:`STUDY_UID`, and its latest version the whole uid; True if uids changed.
+
+    Raises:
+        LookupError: no curated collection holds the kidney dataset.
+    """
+    manager = Collection.objects.db_manager(using)
+    holders = manager.filter(
+        reference_type=COLLECTION_REFERENCE, artifacts__description=KIDNEY_TITLE
     )
-cells.cell_type.value_counts().to_frame()""",
-        (),
-    ),
-)
+    reference = holders.values_list("reference", flat=True).first()
+    if reference is None:
+        raise LookupError(
+            f"No collection of instance {instance_name(using)!r} holds the dataset "
+            f"{KIDNEY_TITLE!r}: curate the demo releases first (`python manage.py demo`)."
+        )
+    versions = list(manager.filter(reference=reference).order_by("version"))
+    latest = versions[-1]
+    if latest.uid == STUDY_UID:
+        return False
+    stem = STUDY_UID[: Collection.STEM_LENGTH]
+    with transaction.atomic(using=using):
+        for older in versions[:-1]:
+            manager.filter(pk=older.pk).update(uid=stem + older.uid[len(stem) :])
+        manager.filter(pk=latest.pk).update(uid=STUDY_UID)
+    return True
+
+
+def build(using: str, bucket: Path, say: Say) -> DemoBuild:
+    """Every step of the demo on the instance behind ``using`` (each skipped when done)."""
+    claim(using, bucket)
+    imported = ensure_ontologies(using, say)
+    roots, built = ensure_releases(bucket, say)
+    curated = curate_all(roots, using, say)
+    renamed = mirror_study_uid(using)
+    wrote = imported or built or renamed or any(not s.already_curated for s in curated)
+    return DemoBuild(wrote=wrote, curated=curated)

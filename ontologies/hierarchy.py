@@ -24,6 +24,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.signals import m2m_changed
 
 from ontologies.errors import HierarchyCycleError
+from registry.databases import check_writable
 
 CLOSURE = "closure"
 CTE = "cte"
@@ -237,7 +238,11 @@ def rebuild_closure(
 
     Returns:
         The number of closure rows written.
+
+    Raises:
+        ReadOnlyInstanceError: the instance is read-only (checked before anything is read).
     """
+    _check_closure_writable(model, using, "rebuild")
     try:
         closure = compute_closure(read_edges(model, using) if edges is None else edges)
     except CycleFound as cycle:
@@ -252,7 +257,12 @@ def rebuild_closure(
 
 
 def write_closure(model: type[models.Model], using: str, closure: Closure) -> int:
-    """Replace the closure table of a registry (COPY on PostgreSQL, batched INSERT on SQLite)."""
+    """Replace the closure table of a registry (COPY on PostgreSQL, batched INSERT on SQLite).
+
+    Raises:
+        ReadOnlyInstanceError: the instance is read-only.
+    """
+    _check_closure_writable(model, using, "replace")
     table = closure_model(model)
     connection = connections[using]
     quote = connection.ops.quote_name
@@ -272,6 +282,10 @@ def write_closure(model: type[models.Model], using: str, closure: Closure) -> in
             for start in range(0, len(rows), INSERT_BATCH):
                 cursor.executemany(insert, rows[start : start + INSERT_BATCH])
     return len(rows)
+
+
+def _check_closure_writable(model: type[models.Model], using: str, verb: str) -> None:
+    check_writable(using, f"{verb} the closure table of {model.__name__}")
 
 
 def closure_size(model: type[models.Model], using: str) -> int:
@@ -300,7 +314,12 @@ def _add_link_sql(model: type[models.Model], vendor: str, quote: Any) -> str:
 
 
 def add_links(model: type[models.Model], using: str, links: Iterable[tuple[int, int]]) -> None:
-    """Add (child id, parent id) links to the closure table, one upsert per link."""
+    """Add (child id, parent id) links to the closure table, one upsert per link.
+
+    Raises:
+        ReadOnlyInstanceError: the instance is read-only.
+    """
+    _check_closure_writable(model, using, "add links to")
     connection = connections[using]
     sql = _add_link_sql(model, connection.vendor, connection.ops.quote_name)
     with connection.cursor() as cursor:

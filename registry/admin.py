@@ -3,17 +3,27 @@
 Every registry can be browsed, searched and filtered; foreign keys use autocomplete (or raw ids
 where the related table is large). An artifact's labels are edited inline, one table per label
 registry, with the feature and cell counts of each link. On a read-only instance (a public
-mirror) the admin only shows: adding, changing and deleting are refused before any write.
+mirror) the admin only shows: adding, changing and deleting are refused before any write, also
+on Django's own user and group pages, and logging in writes nothing (sessions live in signed
+cookies, see the settings; ``last_login`` and password hashes are left as they are).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.contrib import admin
-from django.db import connections
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.hashers import check_password, make_password
+from django.contrib.auth.models import AbstractBaseUser, Group, update_last_login
+from django.db import DEFAULT_DB_ALIAS
 from django.http import HttpRequest
 
+from registry.databases import is_read_only
 from registry.formatting import format_size
 from registry.models import (
     Artifact,
@@ -35,9 +45,9 @@ admin.site.index_title = "Registries"
 PROVENANCE_FIELDS = ("uid", "created_at")
 
 
-def instance_is_read_only(alias: str = "default") -> bool:
-    """Whether the instance behind a database alias is read-only (the admin uses ``default``)."""
-    return bool(connections[alias].settings_dict.get("READ_ONLY"))
+def instance_is_read_only() -> bool:
+    """Whether the instance the admin shows (the ``default`` alias) is read-only."""
+    return is_read_only(DEFAULT_DB_ALIAS)
 
 
 class ReadOnlyInstanceMixin:
@@ -177,3 +187,59 @@ class RunAdmin(RegistryAdmin):
     search_fields = ("uid", "transform__key")
     list_select_related = ("transform", "created_by")
     autocomplete_fields = ("transform", "created_by")
+
+
+# ---------------------------------------------------------------------------------------------
+# Django's users and groups (the admin's logins), and logging in on a read-only instance
+# ---------------------------------------------------------------------------------------------
+class AuthUserAdmin(ReadOnlyInstanceMixin, DjangoUserAdmin):
+    """Django's user pages; view-only on a read-only instance (also the password form)."""
+
+
+class AuthGroupAdmin(ReadOnlyInstanceMixin, DjangoGroupAdmin):
+    """Django's group pages; view-only on a read-only instance."""
+
+
+for _model, _model_admin in ((get_user_model(), AuthUserAdmin), (Group, AuthGroupAdmin)):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+    admin.site.register(_model, _model_admin)
+
+
+def update_last_login_unless_read_only(sender: type, user: AbstractBaseUser, **kwargs: Any) -> None:
+    """``user_logged_in`` receiver in place of Django's ``update_last_login``: the same, except
+    that a login on a read-only instance leaves ``last_login`` as it is."""
+    if not is_read_only(user._state.db or DEFAULT_DB_ALIAS):
+        update_last_login(sender, user, **kwargs)
+
+
+class InstanceModelBackend(ModelBackend):
+    """Django's model backend (username and password), except on a read-only instance: there a
+    correct password whose hash Django would rewrite (a newer Django that hashes with more
+    iterations) is accepted as it is, without the write."""
+
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> AbstractBaseUser | None:
+        if not instance_is_read_only():
+            return super().authenticate(request, username, password, **kwargs)
+        user_model = get_user_model()
+        if username is None:
+            username = kwargs.get(user_model.USERNAME_FIELD)
+        if username is None or password is None:
+            return None
+        try:
+            user = user_model._default_manager.get_by_natural_key(username)
+        except user_model.DoesNotExist:
+            make_password(password)  # as slow as a real check: the timing does not tell
+            return None
+        if check_password(password, user.password) and self.user_can_authenticate(user):
+            return user
+        return None
+
+    async def aauthenticate(self, request: HttpRequest | None, **kwargs: Any) -> Any:
+        return await sync_to_async(self.authenticate)(request, **kwargs)

@@ -18,8 +18,10 @@ from django.core.management import call_command
 from django.db import connections
 
 import registry.instances as instances
-from registry.databases import ensure_reachable, forget_user_ids
+from registry.database_errors import ensure_reachable
+from registry.databases import forget_user_ids
 from registry.errors import InstanceConnectionError
+from registry.locks import file_lock
 from registry.query import namespace_name, registry_name
 
 
@@ -29,33 +31,30 @@ def setup() -> None:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "registry.settings")
     if not apps.ready:
         django.setup()
-        _create_embedded_if_missing()
+        create_embedded_if_missing()
 
 
-def _create_embedded_if_missing() -> None:
-    """The embedded default instance works without any set-up: made on first use."""
+def create_embedded_if_missing() -> None:
+    """The embedded default instance works without any set-up: made on first use (under a file
+    lock, so that two processes starting together do not both create it)."""
     entry = connections.settings["default"]
     if entry.get("INSTANCE") != instances.EMBEDDED_NAME or not entry["ENGINE"].endswith("sqlite3"):
         return
+    if entry.get("READ_ONLY") or entry["NAME"] == ":memory:":  # never made for a reader
+        return
     path = Path(entry["NAME"])
-    if entry["NAME"] != ":memory:" and not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Path(entry["STORAGE"]).mkdir(parents=True, exist_ok=True)
-        migrate("default")
-
-
-def _alias_settings(config: instances.InstanceConfig) -> dict[str, Any]:
-    return {
-        **instances.parse_database_url(config.db),
-        "INSTANCE": config.name,
-        "READ_ONLY": config.read_only,
-        "STORAGE": config.storage,
-    }
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(path.parent / f".{path.name}.create.lock"):
+        if not path.exists():
+            Path(entry["STORAGE"]).mkdir(parents=True, exist_ok=True)
+            migrate("default")
 
 
 def _register_alias(alias: str, config: instances.InstanceConfig) -> None:
     """Point ``alias`` at the database of ``config`` (replacing an earlier connection)."""
-    entry = _alias_settings(config)
+    entry = instances.database_settings(config)
     connections.configure_settings({"default": entry})  # fills Django's defaults into entry
     for conn in connections.all(initialized_only=True):
         if conn.alias == alias:
@@ -124,7 +123,10 @@ def init(
         db: database URL; default: a SQLite file under ``$CELLREGISTRY_HOME/<name>/``.
             A relative SQLite path is recorded as an absolute one.
         storage: default storage root (local folder or ``s3://bucket/prefix``).
-        read_only: mark the instance read-only (a public mirror).
+        read_only: mark the instance read-only (a public mirror): from then on its connections
+            are read-only in the database too. The database is still created and migrated
+            here if it needs it (the one write init makes); an up-to-date database is left
+            untouched, so a read-only database role is enough to register a mirror.
         make_default: record it as the default instance and connect to it; with ``False`` the
             default stays as it was and a handle on the new instance is returned.
 
@@ -210,13 +212,16 @@ class DB:
     """A handle on one instance: ``db.Artifact``, ``db.Collection``, ``db.ontologies.CellType``.
 
     Args:
-        instance: an instance name from instances.toml, or a database URL.
+        instance: an instance name from instances.toml, or a database URL. A URL of the database
+            of a configured instance opens that instance (its name, storage and read-only flag;
+            a read-only one wins when several share the database); any other URL opens an
+            unnamed, writable instance with storage under ``$CELLREGISTRY_HOME/adhoc``.
     """
 
     def __init__(self, instance: str) -> None:
         setup()
         if "://" in instance:
-            config = instances.InstanceConfig(
+            config = instances.instance_for_database(instance) or instances.InstanceConfig(
                 name=instance, db=instance, storage=str(instances.home() / "adhoc")
             )
         else:

@@ -3,25 +3,55 @@
 Every open instance is a Django database alias whose settings carry ``INSTANCE`` (name),
 ``READ_ONLY`` and ``STORAGE``; these helpers read them. They sit below the query layer, so both
 the models and the query code can use them.
+
+A read-only instance is guarded twice. In Python, :func:`check_writable` refuses a write before
+it reaches the database (record and queryset writes, link inserts, many-to-many changes through
+any related manager: :func:`refuse_many_to_many_change`). In the database, the connection itself
+is read-only (:func:`registry.instances.read_only_connection`), so raw SQL, Django's own models
+and commands are refused too; :func:`guard_read_only_connection` turns that refusal into the same
+:class:`~registry.errors.ReadOnlyInstanceError`.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+import sqlite3
+from collections.abc import Callable
+from typing import Any
 
 from django.apps import apps
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 import registry.instances as instances
-from registry.errors import InstanceConnectionError, ReadOnlyInstanceError
+from registry.errors import ReadOnlyInstanceError
 
 _user_ids: dict[tuple[str, str], int] = {}
+#: SQLSTATEs of PostgreSQL's refusals on a read-only instance: a write in a read-only
+#: transaction, and a write the (read-only) role has no privilege for
+_PG_READ_ONLY_STATES = {"25006", "42501"}
+_M2M_VERBS = {"pre_add": "add", "pre_remove": "remove", "pre_clear": "clear"}
 
 
 def instance_name(alias: str) -> str:
     """The instance name behind a database alias."""
     return connections.settings[alias].get("INSTANCE", alias)
+
+
+def is_read_only(alias: str) -> bool:
+    """Whether the instance behind a database alias is read-only."""
+    return bool(connections.settings[alias].get("READ_ONLY"))
+
+
+def read_only_error(alias: str, action: str) -> ReadOnlyInstanceError:
+    """The error for a write refused on the read-only instance behind ``alias``."""
+    name = instance_name(alias)
+    return ReadOnlyInstanceError(
+        f"Instance {name!r} is read-only: cannot {action}. Transfer the records into an "
+        f"instance of your own to change them, or set read_only = false for {name!r} in "
+        f"{instances.config_path()} if you administer it."
+    )
 
 
 def check_writable(alias: str, action: str) -> None:
@@ -30,36 +60,74 @@ def check_writable(alias: str, action: str) -> None:
     Raises:
         ReadOnlyInstanceError: naming the instance and the attempted action.
     """
-    entry = connections.settings[alias]
-    if entry.get("READ_ONLY"):
-        name = entry.get("INSTANCE", alias)
-        raise ReadOnlyInstanceError(
-            f"Instance {name!r} is read-only: cannot {action}. Transfer the records into an "
-            f"instance of your own to change them, or set read_only = false for {name!r} in "
-            f"{instances.config_path()} if you administer it."
-        )
+    if is_read_only(alias):
+        raise read_only_error(alias, action)
 
 
-def ensure_reachable(alias: str) -> None:
-    """Open the connection now so that an unreachable server is reported clearly.
+def refuse_many_to_many_change(
+    sender: type, instance: Any, action: str, model: type, using: str, **kwargs: Any
+) -> None:
+    """``m2m_changed`` receiver: refuse ``add``/``remove``/``set``/``clear`` through any related
+    manager (``term.parents.add(...)``, ``collection.artifacts.add(...)``, ``user.groups``) on a
+    read-only instance, before the link table is touched."""
+    verb = _M2M_VERBS.get(action)
+    if verb is not None:
+        owner = f"{type(instance).__name__} {instance.pk}"
+        check_writable(using, f"{verb} {model.__name__} links of {owner} ({sender.__name__})")
 
-    Raises:
-        InstanceConnectionError: naming the instance, host and port.
-    """
+
+def guard_read_only_connection(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    """``connection_created`` receiver: on a read-only instance, report the database's refusal
+    of a write as :class:`~registry.errors.ReadOnlyInstanceError`, and (SQLite) allow no
+    ``ATTACH``, which could open the same file again for writing."""
+    if not connection.settings_dict.get("READ_ONLY"):  # also Django's own aliases (__no_db__)
+        return
+    if connection.vendor == "sqlite":
+        connection.connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+    if _report_refused_write not in connection.execute_wrappers:
+        connection.execute_wrappers.append(_report_refused_write)
+
+
+def _report_refused_write(
+    execute: Callable, sql: str, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
     try:
-        connections[alias].ensure_connection()
-    except Exception as exc:  # the driver's own error type varies by backend
-        entry = connections.settings[alias]
-        name = entry.get("INSTANCE", alias)
-        if "postgresql" in entry["ENGINE"]:
-            where = f"PostgreSQL at {entry.get('HOST') or 'localhost'}:{entry.get('PORT') or 5432}"
-            where += f", database {entry['NAME']!r}"
-        else:
-            where = f"SQLite file {entry['NAME']}"
-        raise InstanceConnectionError(
-            f"Cannot connect to {where} (instance {name!r}): {str(exc).strip()}. "
-            "Check that the server is running and the URL in instances.toml is right."
+        return execute(sql, params, many, context)
+    except DatabaseError as exc:
+        if not _refused_as_read_only(exc, sql):
+            raise
+        statement = " ".join(str(sql).split())
+        if len(statement) > 80:
+            statement = statement[:77] + "..."
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        alias = context["connection"].alias
+        raise read_only_error(
+            alias, f"run {statement} (the database refused it: {reason})"
         ) from exc
+
+
+def is_read_only_refusal(exc: BaseException) -> bool:
+    """Whether a database error (Django's wrapper or the driver's own) is the database refusing
+    a write because the connection or the role is read-only: PostgreSQL's read-only transaction
+    (25006) or missing privilege (42501), SQLite's ``SQLITE_READONLY*``. The one place this is
+    decided (:mod:`registry.database_errors` asks it too)."""
+    driver = exc.__cause__ if isinstance(exc, DatabaseError) and exc.__cause__ else exc
+    state = getattr(driver, "sqlstate", None)
+    if state is not None:
+        return state in _PG_READ_ONLY_STATES
+    if isinstance(driver, sqlite3.Error):
+        name = getattr(driver, "sqlite_errorname", "") or ""
+        return name.startswith("SQLITE_READONLY") or "readonly database" in str(driver).lower()
+    return False
+
+
+def _refused_as_read_only(exc: DatabaseError, sql: str) -> bool:
+    if is_read_only_refusal(exc):
+        return True
+    # SQLite: with no database allowed to attach, ATTACH fails with an error of its own
+    return isinstance(exc.__cause__, sqlite3.Error) and str(sql).lstrip().upper().startswith(
+        "ATTACH"
+    )
 
 
 def current_user_handle() -> str:

@@ -83,3 +83,39 @@ class CorruptFileError(StorageError):
 
 class UnsupportedAccessError(StorageError, TypeError):
     """The accessor does not apply to this kind of artifact (e.g. ``load()`` on a SOMA store)."""
+
+
+class InvalidKeyError(StorageError, ValueError):
+    """An artifact key that is not a relative path inside its storage (``..`` or ``.``
+    segments, a leading ``/``, empty segments, backslashes, NUL bytes, or no key at all):
+    refused by ``Artifact.save()`` and by every accessor."""
+
+
+class NotHDF5Error(CorruptFileError):
+    """An ``.h5ad`` whose first bytes are not the HDF5 signature."""
+
+
+class ObsCountMismatchError(CorruptFileError):
+    """An ``.h5ad`` whose obs index length differs from the cell count it should have."""
+
+
+# --- databases behind the commands, and query input (manage.py checks, queries) ---------------
+
+
+class InstanceDatabaseMissingError(InstanceConnectionError):
+    """The database of an instance does not exist (a PostgreSQL database the server lacks, a
+    SQLite file that is not there)."""
+
+
+class InstanceNotMigratedError(RegistryError):
+    """The database of an instance lacks tables or migrations: ``manage.py migrate`` fixes it."""
+
+
+class DatabaseFailureError(RegistryError):
+    """The database of an instance failed in a way none of the other errors describes."""
+
+
+class QueryError(RegistryError, ValueError):
+    """A query that cannot run as given: a value the database cannot take (a NUL character, a
+    regular expression that does not compile, a search text too long), a ``get`` that names no
+    record, or a database refusing the query's values."""

@@ -15,18 +15,23 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from registry.errors import InstanceNotFoundError, InvalidDatabaseURLError
 
 EMBEDDED_NAME = "default"
+#: what a read-only PostgreSQL session is started with (libpq ``options``)
+PG_READ_ONLY_OPTION = "-c default_transaction_read_only=on"
+_LOOPBACK_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
 _selected: str | None = None  # set by registry.connect() for this process
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
 
 
 def home() -> Path:
-    """The cellregistry home folder (``$CELLREGISTRY_HOME`` or ``~/.cellregistry``)."""
-    return Path(os.environ.get("CELLREGISTRY_HOME") or Path.home() / ".cellregistry").expanduser()
+    """The cellregistry home folder (``$CELLREGISTRY_HOME`` or ``~/.cellregistry``), absolute: a
+    relative ``$CELLREGISTRY_HOME`` is taken from the working directory."""
+    folder = os.environ.get("CELLREGISTRY_HOME") or Path.home() / ".cellregistry"
+    return Path(folder).expanduser().resolve()
 
 
 def config_path() -> Path:
@@ -109,6 +114,28 @@ def known_instances() -> dict[str, InstanceConfig]:
             extra=extra,
         )
     return configs
+
+
+def instance_for_database(url: str) -> InstanceConfig | None:
+    """The configured instance whose database ``url`` names, if any.
+
+    URLs are compared by :func:`database_identity` (passwords and options do not matter). When
+    several instances share the database, a read-only one wins: a URL never opens a writable
+    door to the database of a read-only instance. Ties go to the first name in sort order.
+    """
+    identity = database_identity(url)
+    matches = [
+        config for config in known_instances().values() if _identity_or_none(config.db) == identity
+    ]
+    matches.sort(key=lambda config: (not config.read_only, config.name))
+    return matches[0] if matches else None
+
+
+def _identity_or_none(url: str) -> tuple | None:
+    try:
+        return database_identity(url)
+    except InvalidDatabaseURLError:  # a hand-edited entry that is broken: it matches nothing
+        return None
 
 
 def get_instance(name: str) -> InstanceConfig:
@@ -222,9 +249,73 @@ def parse_database_url(url: str) -> dict:
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
-            "OPTIONS": dict(parse_qsl(parts.query)),
+            # a host that drops packets would otherwise hang until the operating system gives up
+            "OPTIONS": {"connect_timeout": "10", **dict(parse_qsl(parts.query))},
         }
     raise InvalidDatabaseURLError(
         f"Unsupported database URL {url!r}: use sqlite:///path/to/file.sqlite3 or "
         "postgresql://user@host:port/dbname"
     )
+
+
+def database_identity(url: str) -> tuple:
+    """What a database URL points at, for comparing URLs written differently.
+
+    SQLite: the resolved file path. PostgreSQL: host (the loopback names ``localhost``,
+    ``127.0.0.1``, ``::1`` and the local socket count as one), port (default 5432), database and
+    user; the password and options are not part of it.
+    """
+    entry = parse_database_url(url)
+    if entry["ENGINE"].endswith("sqlite3"):
+        return ("sqlite", entry["NAME"])
+    host = entry["HOST"].lower()
+    return (
+        "postgresql",
+        "localhost" if host in _LOOPBACK_HOSTS else host,
+        entry["PORT"] or "5432",
+        entry["NAME"],
+        entry["USER"],
+    )
+
+
+def database_settings(config: InstanceConfig) -> dict:
+    """The Django ``DATABASES`` entry of an instance: its URL's settings plus ``INSTANCE``,
+    ``READ_ONLY`` and ``STORAGE``. A read-only instance gets a connection on which the
+    database itself refuses writes (:func:`read_only_connection`)."""
+    entry = parse_database_url(config.db)
+    if config.read_only:
+        entry = read_only_connection(entry)
+    return {
+        **entry,
+        "INSTANCE": config.name,
+        "READ_ONLY": config.read_only,
+        "STORAGE": config.storage,
+    }
+
+
+def read_only_connection(entry: dict) -> dict:
+    """Turn a ``DATABASES`` entry of :func:`parse_database_url` into one the database keeps
+    from writing.
+
+    SQLite: the file opens as a ``file:/path?mode=ro`` URI (Django's backend passes
+    ``uri=True``), without the write pragmas and ``BEGIN IMMEDIATE`` a read-only connection
+    cannot run; a missing file is an error instead of a new empty database. PostgreSQL: every
+    transaction of the session is read-only (``default_transaction_read_only = on``, added to
+    the URL's own ``options``). An in-memory SQLite database is left as it is.
+    """
+    options = dict(entry["OPTIONS"])
+    if entry["ENGINE"].endswith("sqlite3"):
+        if entry["NAME"] == ":memory:":
+            return entry
+        options.pop("init_command", None)
+        options.pop("transaction_mode", None)
+        return {**entry, "NAME": f"file:{quote(entry['NAME'])}?mode=ro", "OPTIONS": options}
+    options["options"] = " ".join(filter(None, [options.get("options"), PG_READ_ONLY_OPTION]))
+    return {**entry, "OPTIONS": options}
+
+
+def sqlite_path(name: str) -> str:
+    """The file behind a SQLite ``NAME`` setting (a path, or a ``file:`` URI)."""
+    if name.startswith("file:"):
+        return unquote(name[len("file:") :].split("?", 1)[0])
+    return name

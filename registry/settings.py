@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from registry.instances import default_instance, parse_database_url
+from registry.instances import database_settings, default_instance
 
 DEFAULT_INSTANCE = default_instance()
 
@@ -58,14 +58,13 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {
-    "default": {
-        **parse_database_url(DEFAULT_INSTANCE.db),
-        "INSTANCE": DEFAULT_INSTANCE.name,
-        "READ_ONLY": DEFAULT_INSTANCE.read_only,
-        "STORAGE": DEFAULT_INSTANCE.storage,
-    }
-}
+DATABASES = {"default": database_settings(DEFAULT_INSTANCE)}
+
+# Admin logins write nothing to the database, so that they work on read-only instances too:
+# sessions live in signed cookies (signed with SECRET_KEY), ``last_login`` is not updated on a
+# read-only instance (registry.apps) and a password hash is never rewritten there (the backend).
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+AUTHENTICATION_BACKENDS = ["registry.admin.InstanceModelBackend"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 USE_TZ = True

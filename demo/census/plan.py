@@ -26,6 +26,8 @@ NORMAL = "PATO:0000461"
 CENSUS_TYPES = ("tissue", "organoid")
 #: the dataset the LaminDB CELLxGENE guide inspects, and what its queries expect of it
 KIDNEY_TITLE = "Mature kidney dataset: immune"
+#: the study of the guide's kidney dataset (the collection the guide fetches by uid)
+KIDNEY_STUDY = "A single-cell atlas of the human kidney"
 KIDNEY = "UBERON:0002113"
 KIDNEY_CELL_TYPES = (
     "CL:0000451",  # dendritic cell
@@ -324,7 +326,8 @@ def plan_release(tag: str, n_datasets: int, cells_per_dataset: int, seed: int = 
 
 
 def _place_kidney_dataset(release: ReleasePlan, planner: Planner) -> None:
-    """Make the first human primary dataset the guide's kidney dataset."""
+    """Make the first human primary dataset the guide's kidney dataset, and name its collection
+    after the guide's study (the authors and year it had stay)."""
     for i, dataset in enumerate(release.datasets):
         dependants = [d for d in release.datasets if d.duplicate_of == dataset.dataset_id]
         if dataset.organism == HUMAN and dataset.duplicate_of is None and not dependants:
@@ -334,6 +337,11 @@ def _place_kidney_dataset(release: ReleasePlan, planner: Planner) -> None:
                 dataset_id=dataset.dataset_id,
                 dataset_version_id=dataset.dataset_version_id,
             )
+            for j, collection in enumerate(release.collections):
+                if collection.collection_id == dataset.collection_id:
+                    authors = collection.name.rsplit(" (", 1)[-1]
+                    name = f"{KIDNEY_STUDY} ({authors}"
+                    release.collections[j] = replace(collection, name=name)
             return
 
 

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from curation.tags import check_tag
 from demo.census.cells import gene_pool, generate_cells
 from demo.census.h5ad import published_anndata, write_h5ad
 from demo.census.plan import DatasetPlan, ReleasePlan, next_release, plan_release
@@ -32,13 +33,14 @@ from demo.census.soma import CensusPart, CensusWriter, census_part
 from demo.census.vocabulary import vocabulary
 from registry import storage_roots
 from registry.errors import RegistryError, UnknownStorageError
+from registry.progress import StepProgress
+from registry.s3_errors import describe_s3_error
 
 PLAN_FILE = "demo_plan.json"
 PORTAL = "https://cellxgene.cziscience.com"
 DATASETS_HOST = "https://datasets.cellxgene.cziscience.com"
 
 #: progress callback: (step, done, total)
-ProgressFn = Callable[[str, int, int], None]
 
 
 class DemoReleaseError(RegistryError):
@@ -158,6 +160,38 @@ class Destination:
 
             self.client = boto3.client("s3")
 
+    def check_writable(self) -> None:
+        """Fail before anything is built if no release can be written here: a local folder
+        that cannot be created or written to, an S3 bucket that does not exist or refuses
+        access (one HEAD request).
+
+        Raises:
+            DemoReleaseError: naming the destination, the reason and what to do.
+        """
+        if self.is_s3:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except (ClientError, BotoCoreError) as exc:
+                endpoint = self.client.meta.endpoint_url
+                raise DemoReleaseError(
+                    f"Cannot write a release to {self.dest}: "
+                    f"{describe_s3_error(exc, self.bucket, endpoint)}"
+                ) from exc
+            return
+        folder = Path(self.dest)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise DemoReleaseError(
+                f"Cannot write a release to {self.dest}: {exc.strerror or exc}{where}. Choose a "
+                "folder that can be created and written to (--dest)."
+            ) from exc
+
     def key(self, tag: str, relative: str = "") -> str:
         """The S3 key of ``relative`` inside release ``tag``."""
         parts = [self.prefix, "cell-census", tag, relative]
@@ -266,7 +300,7 @@ def build_release(
     seed: int = 0,
     workers: int | None = None,
     overwrite: bool = False,
-    progress: ProgressFn | None = None,
+    progress: StepProgress | None = None,
 ) -> ReleaseSummary:
     """Build release ``tag`` at ``dest`` (local folder or ``s3://bucket/prefix``).
 
@@ -277,12 +311,17 @@ def build_release(
         overwrite: replace an existing release ``tag``.
 
     Raises:
+        InvalidTagError: ``tag`` or ``previous`` is not a valid release tag.
         DemoReleaseError: the release exists (without ``overwrite``), the previous release is
-            missing, or the destination is not usable.
+            missing, or the destination cannot be written (checked before anything is built).
     """
     started = time.perf_counter()
     report = progress or (lambda step, done, total: None)
+    check_tag(tag)
+    if previous is not None:
+        check_tag(previous, "previous release tag")
     target = Destination(dest)
+    target.check_writable()
     if target.exists(tag):
         if not overwrite:
             raise DemoReleaseError(
@@ -325,7 +364,7 @@ def _write(
     staging: Path,
     previous_versions: dict[str, str],
     workers: int | None,
-    report: ProgressFn,
+    report: StepProgress,
 ) -> tuple[int, int]:
     """Generate every dataset, write h5ads and the SOMA store; (h5ad bytes, copied files)."""
     (staging / "h5ads").mkdir()

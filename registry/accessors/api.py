@@ -92,8 +92,9 @@ def _corrupt(artifact: ArtifactLike, path: Path | str, exc: Exception, kind: str
         advice = "the file itself is damaged: restore it, or re-register the artifact."
     elif isinstance(path, Path):
         advice = (
-            f"delete the cached copy ({path}) and call artifact.cache() again; if it fails "
-            "again, the object itself is damaged: restore it, or re-register the artifact."
+            f"check the cached copy ({path}) with artifact.cache(verify=True), which hashes it "
+            "again and replaces it if it was damaged; if load() still fails, the object itself "
+            "is damaged: restore it, or re-register the artifact."
         )
     else:
         advice = "the object itself is damaged: restore it, or re-register the artifact."

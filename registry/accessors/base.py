@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol
 
-from registry.errors import StorageError
+from registry.errors import InvalidKeyError
 
 
 class StorageLike(Protocol):
@@ -65,13 +65,55 @@ class FileEntry:
     hash_type: str = ""
 
 
-def check_key(key: str, root: str) -> str:
-    """Refuse keys that would escape the storage root (or the cache) once joined to a path."""
-    parts = PurePosixPath(key).parts
-    if not key or key.startswith("/") or ".." in parts:
-        raise StorageError(
-            f"Invalid artifact key {key!r} in storage {root!r}: a key is a relative path inside "
-            "the storage without '..' segments. Fix the artifact's key."
+#: what every message about a bad key says a key is
+KEY_RULE = (
+    "a key is a relative path inside the storage: segments separated by '/', none of them "
+    "empty, '.' or '..', without backslashes or NUL bytes, e.g. 'cell-census/2025-01-30/h5ads/"
+    "dataset.h5ad'"
+)
+
+
+def key_problem(key: str) -> str:
+    """What is wrong with ``key`` as an artifact key, or ``""`` when it is a valid key.
+
+    The one rule for keys (see :data:`KEY_RULE`): once joined to a storage root or to the
+    cache folder, a key must stay inside it and name exactly one object (``a//b`` and ``a/./b``
+    are other S3 objects than ``a/b`` but the same local path).
+    """
+    if not isinstance(key, str) or not key:
+        return "it is empty"
+    if "\x00" in key:
+        return "it contains a NUL byte"
+    if "\\" in key:
+        return "it contains a backslash (use '/' between folders)"
+    if key.startswith("/"):
+        return "it is absolute (starts with '/')"
+    segments = key.split("/")
+    if ".." in segments:
+        return "it has a '..' segment (it would point outside the storage)"
+    if "." in segments:
+        return "it has a '.' segment"
+    if "" in segments:
+        return "it has an empty segment ('//' or a trailing '/')"
+    return ""
+
+
+def check_key(key: str, root: str = "") -> str:
+    """``key``, when it is a valid artifact key (see :func:`key_problem`).
+
+    Args:
+        key: the artifact key.
+        root: the storage root, named in the error (``""`` when unknown).
+
+    Raises:
+        InvalidKeyError: the key would escape the storage root (or the cache) once joined to a
+            path, or would name an object ambiguously.
+    """
+    problem = key_problem(key)
+    if problem:
+        where = f" in storage {root!r}" if root else ""
+        raise InvalidKeyError(
+            f"Invalid artifact key {key!r}{where}: {problem}; {KEY_RULE}. Fix the artifact's key."
         )
     return key
 

@@ -105,11 +105,13 @@ class HashCheck:
         ok: True (matches), False (mismatch) or None (cannot be checked, e.g. unknown type).
         got: what the file hashes to (the closest candidate for multipart ETags).
         note: why it could not be checked.
+        part_size: the part size that reproduced a multipart ETag (when it matched).
     """
 
     ok: bool | None
     got: str = ""
     note: str = ""
+    part_size: int | None = None
 
 
 def check_file_hash(
@@ -136,7 +138,8 @@ def check_file_hash(
         if not candidates:
             return HashCheck(None, note=f"no usual part size splits {size} bytes in {n_parts}")
         _, etags = hash_file(path, md5=False, part_sizes=candidates)
-        if expected in etags.values():
-            return HashCheck(True, expected)
+        for candidate, etag in etags.items():
+            if etag == expected:
+                return HashCheck(True, expected, part_size=candidate)
         return HashCheck(False, etags[candidates[0]])
     return HashCheck(None, note=f"hash type {hash_type!r} is not one this version checks")

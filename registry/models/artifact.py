@@ -81,6 +81,21 @@ class Artifact(VersionedRecord):
         names = ", ".join(r.name for r in label_relations())
         raise LookupError(f"Artifact has no label relation {relation!r}; it has {names}.")
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save; a key that is not a relative path inside the storage (``..`` or ``.``
+        segments, a leading ``/``, empty, backslashes, NUL bytes) is refused first, so nothing
+        is written (see :func:`registry.accessors.base.check_key`, the one rule for keys).
+
+        Raises:
+            InvalidKeyError: the key, what is wrong with it and what a key is.
+        """
+        # accessors.base is light (no boto3, h5py or anndata); imported here like the accessors
+        from registry.accessors.base import check_key
+
+        storage_cached = type(self).storage.is_cached(self)  # naming the root costs no query
+        check_key(self.key, self.storage.root if storage_cached else "")
+        super().save(*args, **kwargs)
+
     @property
     def path(self) -> Path | str:
         """Where the bytes are: a local ``Path``, or an ``s3://`` URL string."""
@@ -89,13 +104,20 @@ class Artifact(VersionedRecord):
     # The accessors import boto3, h5py, anndata and tiledbsoma: ``registry.accessors`` is
     # imported on first use of an accessor (not a cycle workaround: it keeps the models light).
 
-    def cache(self) -> Path:
+    def cache(self, verify: bool = False) -> Path:
         """A local path of the artifact's bytes: a local storage's own file, else a copy in
         ``$CELLREGISTRY_HOME/cache/<bucket>/<key>``, downloaded once (verified size and hash,
-        atomic rename, one download across processes)."""
+        atomic rename, one download across processes).
+
+        A copy whose size and mtime still match what was recorded when it was verified is
+        returned after one ``stat``; one that changed (or has no record) is hashed again and
+        replaced by a fresh download if its hash differs. With ``verify=True`` the copy (or a
+        local storage's own file) is hashed again in any case. See
+        :func:`registry.accessors.cache.cache_artifact`.
+        """
         from registry.accessors.cache import cache_artifact
 
-        return cache_artifact(self)
+        return cache_artifact(self, verify=verify)
 
     def load(self, **kwargs: Any) -> Any:
         """Cache and read the artifact into memory: ``AnnData`` for ``.h5ad``, a pandas

@@ -209,3 +209,18 @@ def save_version(record: VersionedRecord, family: Iterable[VersionedRecord], usi
     record.save(using=using)
     if newer and (newer[0].revises_id is None or newer[0].revises.version < record.version):
         type(record).objects.db_manager(using).filter(pk=newer[0].pk).update(revises=record)
+
+
+def delete_version(record: VersionedRecord, using: str) -> None:
+    """Delete one version of a family and mend the family: the versions that revised it now
+    revise what it revised, and if it was the latest, the newest remaining version becomes the
+    latest. Call inside a transaction (with the family's lock held where writers compete)."""
+    manager = type(record).objects.db_manager(using)
+    manager.filter(revises=record).update(revises=record.revises_id)
+    was_latest = record.is_latest
+    stem = record.stem_uid
+    record.delete(using=using)
+    if was_latest:
+        newest = manager.filter(uid__startswith=stem).order_by("-version", "-id").first()
+        if newest is not None:
+            manager.filter(pk=newest.pk).update(is_latest=True)

@@ -45,6 +45,12 @@ class Run(TracedRecord):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.STARTED)
     params = models.JSONField(default=dict, blank=True)
     report = models.JSONField(default=dict, blank=True)
+    outputs = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="what the run's finished steps produced, read back when an interrupted run "
+        "resumes (e.g. cell counts)",
+    )
 
     class Meta:
         ordering = ["-started_at"]

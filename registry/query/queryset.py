@@ -4,23 +4,35 @@ Beyond Django's QuerySet it adds LaminDB's vocabulary (``one``, ``one_or_none``,
 ``lookup``, ``search``, ``get("uid")``), LaminDB-compatible names (:mod:`registry.query.aliases`),
 field checking with suggestions, duplicate-free filters across many-valued relations (plain
 link-table SQL, :mod:`registry.query.links`), and write guards for read-only instances.
+
+Values a database cannot take are refused before the query runs
+(:mod:`registry.query.input_checks`); a database error the query's values cause when it runs
+(a pattern too long for SQLite, an invalid PostgreSQL regular expression, ...) becomes a
+:class:`~registry.errors.QueryError` naming the registry, the instance and the conditions.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.db import connections, models
+from django.db import DatabaseError, connections, models
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat, Length
 
+from registry.database_errors import Problem, classify, reason
 from registry.databases import check_writable, current_user_id, instance_name
-from registry.errors import MultipleRecordsError, NoRecordError
+from registry.errors import MultipleRecordsError, NoRecordError, QueryError
 from registry.query.aliases import ResolvedPath, has_field, resolve_path, rewrite_q
+from registry.query.input_checks import (
+    check_condition_values,
+    check_search_text,
+    describe_conditions,
+)
 from registry.query.links import (
     link_subquery_sql,
     link_values,
@@ -34,13 +46,49 @@ if TYPE_CHECKING:
 
 #: how many ids go into one ``IN (...)`` list
 ID_CHUNK = 5000
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _input_errors_translated(method: _Method) -> _Method:
+    """``method`` (one that runs the query), raising :class:`QueryError` when the database
+    refuses the query's values (:meth:`RegistryQuerySet._raise_if_input_error`)."""
+
+    @functools.wraps(method)
+    def running(self: RegistryQuerySet, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except DatabaseError as exc:
+            self._raise_if_input_error(exc)
+            raise
+
+    return running
 
 
 class RegistryQuerySet(models.QuerySet):
     """Django QuerySet with the registry vocabulary; see the module docstring."""
 
+    #: the conditions of this query as written, (kind, args, kwargs), for messages; every
+    #: clone keeps them. Described only when a message needs them (describing costs time).
+    _conditions: tuple[tuple[str, tuple, dict[str, Any]], ...] = ()
+
+    def _clone(self) -> RegistryQuerySet:
+        """Django's clone, with the conditions as written."""
+        clone = super()._clone()
+        clone._conditions = self._conditions
+        return clone
+
     # --- filtering ------------------------------------------------------------------------
     def _filter_or_exclude(self, negate: bool, args: tuple, kwargs: dict) -> RegistryQuerySet:
+        model = self.model
+        check_condition_values(model.__name__, args, kwargs, connections[self.db].vendor)
+        clone = self._filtered(negate, args, kwargs)
+        if args or kwargs:
+            kind = "exclude" if negate else "filter"
+            clone._conditions = (*self._conditions, (kind, args, kwargs))
+        return clone
+
+    def _filtered(self, negate: bool, args: tuple, kwargs: dict) -> RegistryQuerySet:
+        """The filter itself: aliases resolved, many-valued relations as subqueries."""
         model = self.model
         plain: dict[str, Any] = {}
         many_groups: dict[str, dict[str, Any]] = defaultdict(dict)
@@ -130,13 +178,42 @@ class RegistryQuerySet(models.QuerySet):
                 resolved.append(f"-{path}" if desc else path)
         return super().order_by(*resolved)
 
+    # --- running queries ------------------------------------------------------------------
+    _fetch_all = _input_errors_translated(models.QuerySet._fetch_all)
+    count = _input_errors_translated(models.QuerySet.count)
+    exists = _input_errors_translated(models.QuerySet.exists)
+    aggregate = _input_errors_translated(models.QuerySet.aggregate)
+
+    def _raise_if_input_error(self, exc: DatabaseError) -> None:
+        """Raise a :class:`QueryError` if the database refused the query's values."""
+        if classify(exc) is Problem.USER_INPUT:
+            raise QueryError(
+                f"The database of instance {self._instance_label()!r} refused the "
+                f"{self.model.__name__} query {self._described_conditions()}: {reason(exc)}. "
+                "Correct the values of these conditions."
+            ) from exc
+
+    def _described_conditions(self) -> str:
+        """``filter(...).exclude(...).search(...)`` as this query was built."""
+        parts = [
+            f"{kind}({describe_conditions(args, kwargs)})"
+            for kind, args, kwargs in self._conditions
+        ]
+        return ".".join(parts) or "without conditions"
+
     # --- single records -------------------------------------------------------------------
     def get(self, *args: Any, **kwargs: Any) -> models.Model:
         """One record by conditions, or by ``uid`` given as the only positional argument.
 
         A uid shorter than the registry's uid length is taken as a version stem: the latest
         version is returned.
+
+        Raises:
+            QueryError: nothing names a record: ``get("")``, ``get(None)``, or ``get()`` on a
+                query without conditions (which would return an arbitrary record).
         """
+        if not kwargs:
+            self._check_names_a_record(args)
         if len(args) == 1 and isinstance(args[0], str) and not kwargs:
             return self._get_by_uid(args[0])
         if len(args) == 1 and isinstance(args[0], int) and not kwargs:
@@ -151,6 +228,20 @@ class RegistryQuerySet(models.QuerySet):
                 self._many_match_message(args, kwargs)
             ) from None
 
+    def _check_names_a_record(self, args: tuple) -> None:
+        """Refuse a ``get`` without keyword conditions that names no record."""
+        name = self.model.__name__
+        hint = (
+            f"pass a uid (or its first characters), or conditions such as "
+            f"{name}.get({self.model.name_field}=...)"
+        )
+        if len(args) == 1 and (args[0] is None or (isinstance(args[0], str) and not args[0])):
+            raise QueryError(f"{name}.get({args[0]!r}) names no record: {hint}.")
+        if not args and not self.query.has_filters():
+            raise QueryError(
+                f"{name}.get() without conditions would return an arbitrary record: {hint}."
+            )
+
     def _get_by_uid(self, uid: str) -> models.Model:
         length = self.model._meta.get_field("uid").max_length
         if len(uid) == length:
@@ -163,17 +254,13 @@ class RegistryQuerySet(models.QuerySet):
             raise self.model.DoesNotExist(self._no_match_message((), {"uid": uid}))
         return record
 
-    def _describe_condition(self, args: tuple, kwargs: dict) -> str:
-        parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
-        return ", ".join(parts) or "(no conditions)"
-
     def _instance_label(self) -> str:
         return instance_name(self.db)
 
     def _no_match_message(self, args: tuple, kwargs: dict) -> str:
         name = self.model.__name__
         return (
-            f"No {name} matches {self._describe_condition(args, kwargs)} in instance "
+            f"No {name} matches {describe_conditions(args, kwargs)} in instance "
             f"{self._instance_label()!r}. Use {name}.filter(...) to see what is there, or "
             f"{name}.search('...') for a fuzzy match."
         )
@@ -185,7 +272,7 @@ class RegistryQuerySet(models.QuerySet):
         uids = list(qs.values_list("uid", flat=True)[:5]) if has_field(self.model, "uid") else []
         shown = f" (uids: {', '.join(uids)}{', ...' if count > 5 else ''})" if uids else ""
         return (
-            f"{count} {name} records match {self._describe_condition(args, kwargs)}{shown}; "
+            f"{count} {name} records match {describe_conditions(args, kwargs)}{shown}; "
             f"get() needs exactly one. Add conditions, or use .filter(...).first()."
         )
 
@@ -301,7 +388,12 @@ class RegistryQuerySet(models.QuerySet):
 
         Ranking: exact name, exact synonym, name prefix, name substring, synonym substring,
         then description; ties by shorter name.
+
+        Raises:
+            QueryError: ``text`` has a NUL character or is longer than
+                :data:`~registry.query.input_checks.MAX_SEARCH_LENGTH` characters.
         """
+        check_search_text(self.model.__name__, text)
         name = resolve_path(self.model, field or self.model.name_field)[0]
         has_synonyms = has_field(self.model, "synonyms")
         has_description = has_field(self.model, "description") and field is None
@@ -328,6 +420,7 @@ class RegistryQuerySet(models.QuerySet):
             .annotate(_search_rank=Case(*ranks, default=Value(5)), _name_length=Length(name))
             .order_by("_search_rank", "_name_length", name)
         )
+        ranked._conditions = (*self._conditions, ("search", (text,), {}))
         return ranked if limit is None else ranked[:limit]
 
     # --- write guards ---------------------------------------------------------------------

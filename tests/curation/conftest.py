@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from django.db import connections
 import registry as ln
 from ontologies.importers.guide import import_guide
 from tests.conftest import PG_SERVER, _pg_admin, on_postgres, pg_available
+from tests.curation.harness import Runner
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +59,18 @@ def ontology_template(
             conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
+def table_counts(alias: str) -> dict[str, int]:
+    """The number of rows of every table of the instance behind ``alias``."""
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        tables = connection.introspection.table_names(cursor)
+        counts = {}
+        for table in tables:
+            cursor.execute(f"SELECT COUNT(*) FROM {connection.ops.quote_name(table)}")
+            counts[table] = cursor.fetchone()[0]
+    return counts
+
+
 def copy_database(template_url: str, folder: Path) -> str:
     """A new database holding a copy of the template's; its URL."""
     if template_url.startswith("sqlite:///"):
@@ -83,3 +96,31 @@ def curation_db(
         connections.close_all()
         with _pg_admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Iterator[Runner]:
+    """Starts curation processes; kills those left running at the end."""
+    started = Runner(tmp_path)
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def copies(
+    ontology_template: str, isolated_instances: None, tmp_path: Path
+) -> Iterator[Callable[[str], ln.DB]]:
+    """Makes named instances, each a copy of the ontology template (dropped afterwards)."""
+    urls = []
+
+    def make(name: str) -> ln.DB:
+        url = copy_database(ontology_template, tmp_path)
+        urls.append(url)
+        return ln.init(name, db=url, make_default=False)
+
+    yield make
+    connections.close_all()
+    for url in urls:
+        if url.startswith("postgresql"):
+            with _pg_admin() as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')

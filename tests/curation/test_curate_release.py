@@ -19,6 +19,7 @@ from curation.features import BY_NAME as FEATURES
 from demo.census.plan import KIDNEY_TITLE
 from demo.census.release import build_release
 from registry.models import Artifact, Collection, CollectionArtifact, Run
+from tests.curation.conftest import table_counts
 
 OLD, NEW = "2024-07-01", "2025-01-30"
 
@@ -84,9 +85,11 @@ def test_registers_every_dataset_by_reference(bucket: Path, curation_db: object)
     assert soma.n_observations == sum(r["dataset_total_cell_count"] for r in rows.values())
     run = Run.filter(transform__key="curate_release").one()
     assert run.status == "completed"
-    assert set(run.report["steps"]) == {
-        "manifest", "annotate", "register", "collections", "soma", "verify"
-    }  # fmt: skip
+    assert set(run.report["steps"]) == {step.name for step in curation.steps.STEPS}
+    check_files = run.report["steps"]["check_files"]
+    assert check_files["done"] and check_files["checked"] == len(rows)
+    assert all(step["seconds"] >= 0 for step in run.report["steps"].values())
+    assert run.params["digest"]  # the manifest the run curated
 
 
 def test_link_counts_equal_the_h5ads(bucket: Path, curation_db: object) -> None:
@@ -222,7 +225,7 @@ def test_bad_datasets_are_reported_and_the_rest_lands(
     }
     assert report["unlisted_files"] == ["not-in-the-manifest.h5ad"]
     assert any(k[0] == ids[0] and "missing" in k[1] for k in problems)
-    assert any(k[0] == ids[2] and "unreadable" in k[1] for k in problems)
+    assert any(k[0] == ids[2] and "not registered" in k[1] for k in problems)
     assert problems[(ids[3], "obs column missing", "disease_ontology_term_id")] == []
     unknown = [
         v
@@ -246,13 +249,120 @@ def test_bad_datasets_are_reported_and_the_rest_lands(
         curate(dest, OLD, strict=True)
 
 
-def test_bad_source_is_a_clear_error(tmp_path: Path, curation_db: object) -> None:
-    with pytest.raises(
-        CommandError, match="is not a release root: expected ROOT/cell-census/<tag>/"
+def test_header_problems_keep_a_dataset_out_also_when_the_store_has_it(
+    bucket: Path, curation_db: object, tmp_path: Path
+) -> None:
+    """An h5ad that is not HDF5, or whose obs disagrees with the manifest's cell count, is a
+    problem of its dataset: reported, not registered — although the SOMA store counts its cells."""
+    dest = tmp_path / "bucket"
+    shutil.copytree(bucket / "cell-census" / OLD, dest / "cell-census" / OLD)
+    rows = manifest_table(bucket, OLD)
+    ids = list(rows)
+    h5ads = dest / "cell-census" / OLD / "h5ads"
+    not_hdf5 = h5ads / f"{ids[0]}.h5ad"
+    not_hdf5.write_bytes(b"<html>404 Not Found</html>" + bytes(not_hdf5.stat().st_size))
+    adata = anndata.read_h5ad(h5ads / f"{ids[1]}.h5ad")
+    adata[:-3].copy().write_h5ad(h5ads / f"{ids[1]}.h5ad")  # three cells fewer
+    report = json.loads(curate(dest, OLD, json=True))
+    reasons = {p["dataset_id"]: p["reason"] for p in report["problems"]}
+    assert "not an HDF5 file" in reasons[ids[0]] or "HDF5 signature" in reasons[ids[0]]
+    count = rows[ids[1]]["dataset_total_cell_count"]
+    assert f"{count - 3} cells" in reasons[ids[1]].replace(",", "")
+    registered = set(
+        Artifact.filter(version=OLD, reference_type="cellxgene_dataset_id").values_list(
+            "reference", flat=True
+        )
+    )
+    assert registered == set(ids) - {ids[0], ids[1]}
+    census = Collection.get(key="cellxgene-census", version=OLD)
+    assert census.artifacts.count() == len(ids) - 2
+
+
+def _make_bad_sources(root: Path, good: Path) -> dict[str, tuple[str, str]]:
+    """The bad sources the README lists: name -> (source, fragment of the message)."""
+    tag = root / "cell-census" / OLD
+    (root / "plain-folder").mkdir()
+    (root / "empty" / "cell-census" / OLD).mkdir(parents=True)
+    no_store = root / "no-store" / "cell-census" / OLD
+    (no_store / "soma").mkdir(parents=True)
+    (no_store / "soma" / "README.txt").write_text("not a SOMA store")
+    no_h5ads = root / "no-h5ads" / "cell-census" / OLD
+    shutil.copytree(good / "cell-census" / OLD / "soma", no_h5ads / "soma")
+    (no_h5ads / "h5ads").mkdir()
+    return {
+        "not a release root": (str(root / "plain-folder"), "is not a release root: expected"),
+        "malformed tag": (f"{tag.parent}/2025 01 30/", "is not a release root"),
+        "no such folder": (f"{root}/nowhere/cell-census/{OLD}/", "no such folder"),
+        "unsupported scheme": (f"gs://bucket/cell-census/{OLD}/", "gs:// scheme is not supported"),
+        "no SOMA store": (f"{root}/empty/cell-census/{OLD}/", "no SOMA store at"),
+        "not a SOMA store": (f"{no_store}/", "Cannot read the manifest census_info/datasets"),
+        "no h5ad files": (f"{no_h5ads}/", "has no .h5ad files in"),
+    }
+
+
+def test_bad_sources_and_arguments_write_nothing(
+    bucket: Path, curation_db: object, tmp_path: Path
+) -> None:
+    """Each bad source of the README, and each bad argument, is refused with a clear message
+    before anything is written: every table keeps its row count."""
+    before = table_counts("default")
+    for name, (source, fragment) in _make_bad_sources(tmp_path, bucket).items():
+        with pytest.raises(CommandError) as info:
+            call_command("curate_release", source=source, quiet=True)
+        assert fragment in str(info.value), name
+        assert "\n" not in str(info.value), name
+        assert table_counts("default") == before, name
+    good = release(bucket, OLD)
+    for options, fragment in (
+        ({"workers": 0}, "--workers must be at least 1 (got 0)"),
+        ({"limit": 0}, "--limit must be at least 1 (got 0)"),
     ):
-        call_command("curate_release", source=str(tmp_path), quiet=True)
-    (tmp_path / "cell-census" / "2025-01-30").mkdir(parents=True)
-    with pytest.raises(CommandError, match="Cannot read the manifest census_info/datasets"):
-        call_command("curate_release", source=f"{tmp_path}/cell-census/2025-01-30", quiet=True)
+        with pytest.raises(CommandError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+            call_command("curate_release", source=good, quiet=True, **options)
+        assert table_counts("default") == before
     with pytest.raises(CommandError, match="invalid choice: 'dask'"):
-        call_command("curate_release", "--source", str(tmp_path), "--executor", "dask")
+        call_command("curate_release", "--source", good, "--executor", "dask")
+    assert table_counts("default") == before
+
+
+def test_missing_bucket_writes_nothing(s3_server: str, curation_db: object) -> None:
+    before = table_counts("default")
+    with pytest.raises(CommandError, match="bucket 'no-such-bucket' does not exist"):
+        call_command("curate_release", source=f"s3://no-such-bucket/cell-census/{OLD}/", quiet=True)
+    assert table_counts("default") == before
+
+
+def test_an_instance_without_ontologies_is_refused(
+    bucket: Path, isolated_instances: None, tmp_path: Path
+) -> None:
+    import registry as ln
+
+    ln.init("bare", db=f"sqlite:///{tmp_path / 'bare.sqlite3'}")
+    before = table_counts("default")
+    with pytest.raises(CommandError) as info:
+        call_command("curate_release", source=release(bucket, OLD), quiet=True)
+    message = str(info.value)
+    assert "Instance 'bare' has no " in message and "CellType" in message
+    assert "python manage.py load_ontologies --instance bare" in message
+    assert table_counts("default") == before
+
+
+def test_a_failed_run_is_marked_failed_and_resumed(
+    bucket: Path, curation_db: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_scan(*args: object, **kwargs: object) -> dict:
+        raise RuntimeError("the disk is on fire")
+
+    monkeypatch.setattr(curation.steps, "scan_store", broken_scan)
+    with pytest.raises(RuntimeError, match="the disk is on fire"):
+        curate(bucket, OLD)
+    run = Run.filter(transform__key="curate_release").one()
+    assert run.status == "failed" and run.finished_at is not None
+    assert run.report["error"] == "RuntimeError: the disk is on fire"
+    assert set(run.report["steps"]) == {"check_files"}
+    monkeypatch.undo()
+    report = json.loads(curate(bucket, OLD, json=True))
+    assert report["resumed"] and report["skipped_steps"] == ["check_files"]
+    assert report["artifacts"]["added"] == 24
+    run = Run.filter(transform__key="curate_release").one()
+    assert run.status == "completed" and "error" not in run.report

@@ -151,6 +151,15 @@ def put(storage: Storage, key: str, path: Path, **extra: object) -> Path:
     return path
 
 
+def upload_multipart(storage: Storage, key: str, path: Path, part_size: int = 5 * MIB) -> str:
+    """Upload ``path`` to ``storage/key`` in parts of ``part_size``; the object's multipart
+    ETag (``<hex>-<N>``)."""
+    bucket, _, prefix = storage.root[len("s3://") :].partition("/")
+    config = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size)
+    s3_client().upload_file(str(path), bucket, f"{prefix}/{key}" if prefix else key, Config=config)
+    return backend_for(storage).stat(key).hash
+
+
 # --- backends -----------------------------------------------------------------------------
 
 
@@ -328,11 +337,8 @@ def test_cache_s3_downloads_once(s3_storage: Storage, h5ad_file: tuple[Path, ad.
 def test_cache_verifies_multipart_etag(s3_storage: Storage, tmp_path: Path) -> None:
     path = tmp_path / "multi.bin"
     path.write_bytes(os.urandom(11 * MIB))
-    bucket = s3_storage.root.split("/")[2]
-    config = TransferConfig(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
-    s3_client().upload_file(str(path), bucket, "data/multi.bin", Config=config)
-    info = backend_for(s3_storage).stat("multi.bin")
-    good = register(s3_storage, "multi.bin", path, hash=info.hash, hash_type="md5-n")
+    etag = upload_multipart(s3_storage, "multi.bin", path)
+    good = register(s3_storage, "multi.bin", path, hash=etag, hash_type="md5-n")
     assert md5(good.cache()) == md5(path)
     good.delete()
     bad_hash = "0" * 32 + "-3"
@@ -342,7 +348,7 @@ def test_cache_verifies_multipart_etag(s3_storage: Storage, tmp_path: Path) -> N
         bad.cache()
     message = str(error.value)
     assert "'multi.bin'" in message and repr(s3_storage.root) in message
-    assert f"expected md5-n {bad_hash}, got {info.hash}" in message
+    assert f"expected md5-n {bad_hash}, got {etag}" in message
 
 
 def test_cache_hash_mismatch_deletes_the_download(
@@ -567,7 +573,7 @@ def test_corrupt_h5ad(
     assert "'bad.h5ad'" in message and repr(storage.root) in message
     assert str(artifact.cache()) in message  # the cached path
     if where == "s3":
-        assert "delete the cached copy" in message
+        assert "artifact.cache(verify=True)" in message
     with pytest.raises(CorruptFileError) as info:
         artifact.open()
     assert "'bad.h5ad'" in str(info.value) and "truncated or damaged" in str(info.value)

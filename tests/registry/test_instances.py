@@ -170,7 +170,9 @@ def test_sqlite_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         "6543",
         "lab",
     )
-    assert pg["OPTIONS"] == {"sslmode": "disable"}
+    assert pg["OPTIONS"] == {"connect_timeout": "10", "sslmode": "disable"}
+    timeout = instances.parse_database_url("postgresql://h/lab?connect_timeout=3")
+    assert timeout["OPTIONS"] == {"connect_timeout": "3"}  # the URL's own wins
 
 
 class TestReadOnly:
@@ -179,8 +181,8 @@ class TestReadOnly:
     @pytest.fixture
     def mirror(self, tmp_path: Path) -> ln.DB:
         url = _sqlite(tmp_path, "mirror")
+        ln.init("source", db=url, make_default=False).ULabel.create(name="existing")
         ln.init("mirror", db=url, read_only=True)
-        ln.DB(url).ULabel.create(name="existing")  # the same database opened by URL is writable
         return ln.DB("mirror")
 
     def test_flag_is_recorded(self, mirror: ln.DB, registry_home: Path) -> None:
@@ -264,7 +266,7 @@ def test_manage_py_unknown_instance(registry_home: Path) -> None:
         text=True,
         env={**os.environ, "CELLREGISTRY_HOME": str(registry_home)},
     )
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert "error: Unknown instance 'nope'. Known instances: default" in result.stderr
     assert "Traceback" not in result.stderr
 

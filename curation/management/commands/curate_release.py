@@ -1,29 +1,33 @@
 """``manage.py curate_release --source ROOT``: mirror a Census release into the registry.
 
 ROOT is a release root, ``s3://bucket[/prefix]/cell-census/<tag>/`` or a local folder of the same
-layout. Progress bars per step on stderr, a summary at the end; the exit status is non-zero when
-datasets had problems only with ``--strict``. See :mod:`curation.steps`.
+layout (relative to the working directory, if it is not absolute). Progress bars per step on
+stderr, a summary at the end; the exit status is non-zero when datasets had problems only with
+``--strict``. SIGTERM is handled like Ctrl-C: the worker processes are stopped, the run is marked
+failed (the next run of the release resumes it) and the command exits with 128 + the signal's
+number. See :mod:`curation.steps`.
 """
 
 from __future__ import annotations
 
 import json
-import sys
+import signal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from curation.executors import EXECUTOR_KINDS
 from curation.steps import CurationSummary, curate_release
+from registry.commandline import DatabaseNeed
 from registry.errors import RegistryError
+from registry.progress import step_bars
 
 MAX_LISTED = 20
 
 
 class Command(BaseCommand):
     help = "Curate a CELLxGENE Census release (by reference) into the registry."
+    database_needs = DatabaseNeed.WRITABLE
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--source", required=True, help="ROOT/cell-census/<tag>/ (S3 or local)")
@@ -39,21 +43,22 @@ class Command(BaseCommand):
         parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        console = Console(file=sys.stderr, quiet=options["quiet"])
-        columns = (
-            TextColumn("{task.description:<12}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=console, transient=True) as bar:
-            tasks: dict[str, Any] = {}
+        previous = signal.signal(signal.SIGTERM, _terminate)
+        try:
+            self._handle(**options)
+        except KeyboardInterrupt as interrupt:
+            name = str(interrupt) or "SIGINT"
+            number = signal.SIGTERM if name == "SIGTERM" else signal.SIGINT
+            raise CommandError(
+                f"curate_release of {options['source']} interrupted ({name}); the run is marked "
+                "failed and the next run of the same command resumes it.",
+                returncode=128 + number,
+            ) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
-            def progress(step: str, done: int, total: int) -> None:
-                if step not in tasks:
-                    tasks[step] = bar.add_task(step, total=total)
-                bar.update(tasks[step], completed=done, total=total)
-
+    def _handle(self, **options: Any) -> None:
+        with step_bars(options["quiet"]) as progress:
             try:
                 summary = curate_release(
                     options["source"],
@@ -75,13 +80,26 @@ class Command(BaseCommand):
             raise CommandError(f"{len(summary.problems)} problem(s) (--strict)", returncode=1)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM: stop like Ctrl-C does (the run is marked failed, workers are stopped)."""
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def _as_json(summary: CurationSummary) -> dict:
     return {
         "release": summary.release,
         "run": summary.run_uid,
         "already_curated": summary.already_curated,
         "dry_run": summary.dry_run,
-        "artifacts": {"added": summary.added, "unchanged": summary.unchanged},
+        "resumed": summary.resumed,
+        "skipped_steps": summary.skipped_steps,
+        "changed_since": summary.changed_since or None,
+        "artifacts": {
+            "added": summary.added,
+            "unchanged": summary.unchanged,
+            "revised": summary.revised,
+            "removed": summary.removed,
+        },
         "soma_added": summary.soma_added,
         "links": dict(summary.links),
         "collections": summary.collections,
@@ -96,13 +114,27 @@ def _as_text(summary: CurationSummary) -> str:
     else:
         verb = "would add" if summary.dry_run else "added"
         links = ", ".join(f"{k} {v}" for k, v in sorted(summary.links.items()) if v)
-        collections = ", ".join(f"{v} {k}" for k, v in summary.collections.items())
+        collections = ", ".join(f"{v} {k}" for k, v in summary.collections.items() if v)
+        changes = "".join(
+            f", {n} {what}"
+            for what, n in (("revised", summary.revised), ("removed", summary.removed))
+            if n
+        )
+        notes = [", dry run" if summary.dry_run else ""]
+        if summary.resumed:
+            skipped = ", ".join(summary.skipped_steps) or "none"
+            notes.append(f", resumed; steps done before: {skipped}")
         head = (
-            f"{summary.release} (run {summary.run_uid}{', dry run' if summary.dry_run else ''}): "
-            f"{verb} {summary.added} artifacts, {summary.unchanged} already there; "
-            f"SOMA store {'added' if summary.soma_added else 'already there'}.\n"
+            f"{summary.release} (run {summary.run_uid}{''.join(notes)}): "
+            f"{verb} {summary.added} artifacts, {summary.unchanged} already there{changes}; "
+            f"SOMA store {'written' if summary.soma_added else 'already there'}.\n"
             f"  links by feature: {links or 'none'}\n  collections: {collections or 'none'}"
         )
+        if summary.changed_since:
+            head = (
+                f"{summary.release} changed since run {summary.changed_since} curated it: "
+                "curating the difference.\n" + head
+            )
     lines = [head]
     if summary.unlisted_files:
         lines.append(

@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from curation.diff import release_diff
 from curation.diff_report import PIPE_WIDTH, render
 from curation.features import NAMES
+from registry.commandline import DatabaseNeed
 from registry.errors import RegistryError
 
 #: narrowest console: the tables keep dataset ids (36 characters) on one line
@@ -26,6 +27,7 @@ MIN_WIDTH = 120
 
 class Command(BaseCommand):
     help = "Compare two curated Census releases: datasets added, removed, revised; label changes."
+    database_needs = DatabaseNeed.MIGRATED
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("old", metavar="OLD_TAG", help="the earlier release, e.g. 2024-07-01")

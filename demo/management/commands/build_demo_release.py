@@ -8,19 +8,20 @@ the new release evolves from release TAG at the same DEST. No database is touche
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from demo.census.release import DemoReleaseError, build_release
+from demo.census.release import build_release
+from registry.commandline import DatabaseNeed
+from registry.errors import RegistryError
 from registry.formatting import format_size
+from registry.progress import step_bars
 
 
 class Command(BaseCommand):
     help = "Build a demo CELLxGENE Census release (h5ads + SOMA store) into a folder or S3."
+    database_needs = DatabaseNeed.NONE
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--tag", required=True, help="release tag, e.g. 2025-01-30")
@@ -38,21 +39,7 @@ class Command(BaseCommand):
         parser.add_argument("--quiet", action="store_true", help="no progress, no summary")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        console = Console(file=sys.stderr, quiet=options["quiet"])
-        columns = (
-            TextColumn("{task.description:<12}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=console, transient=True) as bar:
-            tasks: dict[str, Any] = {}
-
-            def progress(step: str, done: int, total: int) -> None:
-                if step not in tasks:
-                    tasks[step] = bar.add_task(step, total=total)
-                bar.update(tasks[step], completed=done)
-
+        with step_bars(options["quiet"]) as progress:
             try:
                 summary = build_release(
                     options["dest"],
@@ -65,7 +52,7 @@ class Command(BaseCommand):
                     overwrite=options["overwrite"],
                     progress=progress,
                 )
-            except DemoReleaseError as exc:
+            except RegistryError as exc:  # a bad tag or destination, a missing previous release
                 raise CommandError(str(exc)) from exc
         if options["quiet"]:
             return

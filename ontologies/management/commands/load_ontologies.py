@@ -26,6 +26,7 @@ from ontologies.importers.common import ImportReport, NoProgress
 from ontologies.importers.genes import import_genes
 from ontologies.importers.guide import UNITS, available_schema_versions, import_guide
 from ontologies.importers.obo import DEFAULT_RELATIONS, import_file
+from registry.commandline import DatabaseNeed
 
 
 class BarProgress:
@@ -80,6 +81,7 @@ class Command(BaseCommand):
         "Import ontologies into the registries: the CELLxGENE schema's ontologies from "
         "cellxgene-ontology-guide (default), an OBO/OWL file (--file), or genes (--genes)."
     )
+    database_needs = DatabaseNeed.WRITABLE
 
     def add_arguments(self, parser: CommandParser) -> None:
         ontologies = ", ".join(dict.fromkeys(u.group for u in UNITS))
