@@ -19,7 +19,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
+#: the tests whose subprocesses run on SQLite whatever the suite's database: they run in the
+#: SQLite pass only (in the PostgreSQL pass they would repeat it exactly)
+sqlite_pass_only = pytest.mark.skipif(
+    "postgresql" in os.environ.get("DATABASE_URL", ""),
+    reason="subprocesses on embedded SQLite instances: covered by the SQLite pass",
+)
 TIMEOUT = 900
 SUMMARY = re.compile(
     r"Instance '(?P<name>[^']+)': (?P<what>.+?), (?P<artifacts>[\d,]+) artifacts, "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo_runs import WAITING, ConcurrentDemo, run, shared_demo, summary
+from tests.demo_runs import WAITING, ConcurrentDemo, run, shared_demo, sqlite_pass_only, summary
 
 RELEASES = ("2024-07-01", "2025-01-30")
 #: what the demo instance holds: 60 + 61 dataset artifacts, 2 SOMA stores
@@ -36,6 +36,7 @@ def section(output: str, title: str) -> str:
     return re.split(r"\n─+ [^\n]* ─+\n", output.split(title, 1)[1], maxsplit=1)[0]
 
 
+@sqlite_pass_only
 def test_two_demos_started_together_build_once_and_agree(demo: ConcurrentDemo) -> None:
     for process in (demo.builder, demo.waiter):
         assert process.returncode == 0, process.stderr
@@ -60,6 +61,7 @@ def test_two_demos_started_together_build_once_and_agree(demo: ConcurrentDemo) -
     assert sorted(p.name for p in bucket.iterdir()) == list(RELEASES)
 
 
+@sqlite_pass_only
 def test_the_demo_says_what_it_builds(demo: ConcurrentDemo) -> None:
     out, bucket = demo.builder.stdout, demo.home.resolve() / "demo" / "census-bucket"
     assert "Importing the CELLxGENE ontologies" in out
@@ -70,6 +72,7 @@ def test_the_demo_says_what_it_builds(demo: ConcurrentDemo) -> None:
     assert "Importing" not in demo.waiter.stdout and "Curated" not in demo.waiter.stdout
 
 
+@sqlite_pass_only
 def test_the_examples_answer_on_the_curated_releases(demo: ConcurrentDemo) -> None:
     out = demo.builder.stdout
     across = section(out, "Query across datasets")
@@ -89,6 +92,7 @@ def test_the_examples_answer_on_the_curated_releases(demo: ConcurrentDemo) -> No
     assert DIFF in out
 
 
+@sqlite_pass_only
 def test_a_rerun_only_queries(demo: ConcurrentDemo) -> None:
     again = run(demo.home, "demo", "--quiet")
     assert again.returncode == 0, again.stderr
@@ -98,6 +102,7 @@ def test_a_rerun_only_queries(demo: ConcurrentDemo) -> None:
     assert rerun["how"] == "reused" and rerun["artifacts"] == ARTIFACTS
 
 
+@sqlite_pass_only
 def test_a_read_only_instance_holding_the_demo_is_only_queried(demo: ConcurrentDemo) -> None:
     code = (
         "import registry as ln; demo = ln.DB('demo'); "
@@ -112,6 +117,7 @@ def test_a_read_only_instance_holding_the_demo_is_only_queried(demo: ConcurrentD
     assert DIFF in queried.stdout
 
 
+@sqlite_pass_only
 def test_demo_refuses_an_instance_with_other_records(tmp_path: Path) -> None:
     home = tmp_path / "home"
     made = run(home, "-c", 'import registry as ln; ln.init("lab"); ln.ULabel(name="mine").save()')
@@ -128,6 +134,7 @@ def test_demo_refuses_an_instance_with_other_records(tmp_path: Path) -> None:
     assert not (home / "lab" / "census-bucket").exists()
 
 
+@sqlite_pass_only
 def test_demo_refuses_a_read_only_instance_without_the_demo(tmp_path: Path) -> None:
     home = tmp_path / "home"
     made = run(home, "-c", 'import registry as ln; ln.init("mirror", read_only=True)')
@@ -140,6 +147,7 @@ def test_demo_refuses_a_read_only_instance_without_the_demo(tmp_path: Path) -> N
     ) in refused.stderr.replace("\n", " ")
 
 
+@sqlite_pass_only
 def test_synthetic_benchmark_is_an_instance_of_its_own(tmp_path: Path) -> None:
     home = tmp_path / "home"
     first = run(home, "demo", "--synthetic", "--artifacts", "30", "--quiet")
@@ -156,6 +164,7 @@ def test_synthetic_benchmark_is_an_instance_of_its_own(tmp_path: Path) -> None:
     assert summary(again.stdout)["how"] == "reused"
 
 
+@sqlite_pass_only
 def test_synthetic_needs_an_artifact(tmp_path: Path) -> None:
     refused = run(tmp_path / "home", "demo", "--synthetic", "--artifacts", "0")
     assert refused.returncode == 1

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo_runs import ConcurrentDemo, child_env, run, shared_demo
+from tests.demo_runs import ConcurrentDemo, child_env, run, shared_demo, sqlite_pass_only
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -155,6 +155,7 @@ def test_readme_states_the_install_and_test_commands() -> None:
     assert "bash scripts/test" in README.read_text()[:6000]
 
 
+@sqlite_pass_only
 def test_readme_python_blocks_run_against_the_demo_instance(
     demo: ConcurrentDemo, tmp_path: Path
 ) -> None:
@@ -166,6 +167,7 @@ def test_readme_python_blocks_run_against_the_demo_instance(
         pytest.fail(f"README example failed:\n{result.stderr}\n--- stdout ---\n{result.stdout}")
 
 
+@sqlite_pass_only
 def test_readme_newcomer_commands_curate_into_an_instance_of_ones_own(tmp_path: Path) -> None:
     """The commands of "Curate into an instance of your own", exactly as written, with relative
     paths, in a folder of their own; then curate_release refuses an instance without ontologies."""
