@@ -89,12 +89,11 @@ def _texts(value: Any) -> Iterator[str]:
             yield from _texts(item)
 
 
-def _refuse_nul(what: str, text: str) -> None:
-    if "\x00" in text:
-        raise QueryError(
-            f"{what} {shown(text)} contains a NUL character (\\x00), which database text "
-            "cannot hold: remove it from the value."
-        )
+def _nul_error(what: str, text: str) -> QueryError:
+    return QueryError(
+        f"{what} {shown(text)} contains a NUL character (\\x00), which database text "
+        "cannot hold: remove it from the value."
+    )
 
 
 def check_condition_values(registry: str, args: tuple, kwargs: dict[str, Any], vendor: str) -> None:
@@ -111,7 +110,8 @@ def check_condition_values(registry: str, args: tuple, kwargs: dict[str, Any], v
     """
     for path, value in conditions(args, kwargs):
         for text in _texts(value):
-            _refuse_nul(f"{registry} condition {path}: the value", text)
+            if "\x00" in text:  # the message is made only when needed: filters are hot
+                raise _nul_error(f"{registry} condition {path}: the value", text)
         if vendor == "sqlite" and path.endswith(REGEX_LOOKUPS) and isinstance(value, str):
             try:
                 re.compile(value)
@@ -128,7 +128,8 @@ def check_search_text(registry: str, text: str) -> None:
     Raises:
         QueryError: a NUL character, or more than :data:`MAX_SEARCH_LENGTH` characters.
     """
-    _refuse_nul(f"{registry}.search() text", text)
+    if "\x00" in text:
+        raise _nul_error(f"{registry}.search() text", text)
     if len(text) > MAX_SEARCH_LENGTH:
         raise QueryError(
             f"{registry}.search() text of {len(text):,} characters is longer than the "
