@@ -58,7 +58,7 @@ db.Artifact.filter(
     Example(
         "Inspect a dataset",
         """\
-artifact = db.Artifact.get(description="Mature kidney dataset: immune", is_latest=True)
+artifact = db.Artifact.get(description="Mature kidney dataset: immune")
 artifact.describe()""",
     ),
     Example(

@@ -14,10 +14,11 @@ and commands are refused too; :func:`guard_read_only_connection` turns that refu
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.apps import apps
@@ -137,6 +138,21 @@ def current_user_handle() -> str:
     except (KeyError, OSError):
         fallback = "anonymous"
     return os.environ.get("CELLREGISTRY_USER") or fallback
+
+
+@contextlib.contextmanager
+def writing_as(handle: str) -> Iterator[None]:
+    """Write records as ``handle`` for the duration (worker processes started meanwhile too:
+    the handle travels in ``$CELLREGISTRY_USER``)."""
+    previous = os.environ.get("CELLREGISTRY_USER")
+    os.environ["CELLREGISTRY_USER"] = handle
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["CELLREGISTRY_USER"]
+        else:
+            os.environ["CELLREGISTRY_USER"] = previous
 
 
 def current_user_id(alias: str) -> int:

@@ -190,3 +190,26 @@ def test_demo_on_a_postgresql_instance(tmp_path: Path, pg_database: str) -> None
     assert again.returncode == 0, again.stderr
     assert summary(again.stdout)["how"] == "reused"
     assert "quQDnLsMLkP3JRsC8gp5" in again.stdout and DIFF in again.stdout
+
+
+GUIDE_ON_THE_DEMO = """
+import tests.registry.test_seed_queries as seed
+seed.CONNECT = 'import registry as ln\\ndb = ln.DB("demo")\\n'
+namespace = seed._run(seed.SEED_001)
+results = namespace["_results"]
+artifact, study, census = namespace["artifact"], results[4], results[7]
+print("dataset", artifact.description, artifact.version, artifact.is_latest)
+print("study", study.uid, study.version, len(results[5]))
+print("census", census.key, census.version)
+"""
+
+
+@sqlite_pass_only
+def test_the_guides_dataset_steps_run_on_two_curated_releases(demo: ConcurrentDemo) -> None:
+    """The LaminDB guide's code cells, unchanged but for the connect line, on the demo instance
+    where every dataset has a version per release: ``get()`` gives the latest version."""
+    ran = run(demo.home, "-c", GUIDE_ON_THE_DEMO)
+    assert ran.returncode == 0, ran.stderr
+    assert "dataset Mature kidney dataset: immune 2025-01-30 True" in ran.stdout
+    assert "study quQDnLsMLkP3JRsC8gp5 2025-01-30 2" in ran.stdout  # two versions
+    assert "census cellxgene-census 2025-01-30" in ran.stdout

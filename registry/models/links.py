@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.apps import apps
 from django.db import models
@@ -26,10 +26,17 @@ from registry.models.base import Record
 
 
 class LabelLink(Record):
-    """Abstract link of an artifact to one label of a registry (the subclass adds ``label``)."""
+    """Abstract link of an artifact to one label of a registry.
+
+    A subclass adds ``label`` (:func:`link_label`) and its ``artifact`` (:func:`link_artifact`,
+    which names the links on Artifact as LaminDB does: ``links_cell_type``), and sets
+    ``label_name`` (``cell_type``): the name LaminDB gives the label column, accepted wherever a
+    query names a field (``links_cell_type__cell_type__name``) and readable as an attribute.
+    """
 
     is_link_table: ClassVar[bool] = True
     name_field: ClassVar[str] = "id"
+    label_name: ClassVar[str] = "label"
 
     artifact = models.ForeignKey("registry.Artifact", on_delete=models.CASCADE, related_name="+")
     feature = models.ForeignKey(
@@ -55,11 +62,24 @@ class LabelLink(Record):
             ),
         ]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.label_name != "label" and cls.label_name not in cls.__dict__:
+            setattr(cls, cls.label_name, property(lambda link: link.label))
+
 
 def link_label(target: str) -> models.ForeignKey:
     """The ``label`` column of a link table (no index of its own: the (label, artifact) index of
-    :class:`LabelLink` serves label lookups)."""
-    return models.ForeignKey(target, on_delete=models.PROTECT, related_name="+", db_index=False)
+    :class:`LabelLink` serves label lookups); a label reaches its links as ``links_artifact``."""
+    return models.ForeignKey(
+        target, on_delete=models.PROTECT, related_name="links_artifact", db_index=False
+    )
+
+
+def link_artifact(links_name: str) -> models.ForeignKey:
+    """The ``artifact`` column of a link table; ``links_name`` is the name of the links on
+    Artifact (``links_cell_type``), so filters and ``include`` reach the link rows' counts."""
+    return models.ForeignKey("registry.Artifact", on_delete=models.CASCADE, related_name=links_name)
 
 
 def artifact_labels(through: str, related_name: str) -> models.ManyToManyField:
@@ -97,6 +117,8 @@ def label_relations() -> tuple[LabelRelation, ...]:
 
 
 class ArtifactULabel(LabelLink):
+    label_name = "ulabel"
+    artifact = link_artifact("links_ulabel")
     label = link_label("registry.ULabel")
 
 

@@ -20,9 +20,15 @@ ALIASES: dict[str, dict[str, str]] = {
     # registry class name -> registry
     "registries": {"ExperimentalFactor": "Assay"},
     # field name valid on every registry that has the target -> field
-    "*": {"experimental_factors": "assays", "experimental_factor": "assay"},
-    # per-registry field aliases
+    "*": {
+        "experimental_factors": "assays",
+        "experimental_factor": "assay",
+        "links_assay": "links_experimental_factor",
+    },
+    # per-registry field aliases (a link table's label column also answers to the link's
+    # ``label_name``: ``links_cell_type__cell_type``)
     "Collection": {"name": "key"},
+    "ArtifactAssay": {"assay": "label"},
 }
 
 
@@ -43,6 +49,8 @@ def _field_alias(model: type[models.Model], name: str) -> str:
     target = ALIASES["*"].get(name)
     if target is not None and has_field(model, target):
         return target
+    if name != "label" and name == getattr(model, "label_name", None):
+        return "label"
     return name
 
 
@@ -59,6 +67,7 @@ def field_names(model: type[models.Model]) -> list[str]:
     names = {f.name for f in model._meta.get_fields() if not f.name.endswith("+")}
     names |= {alias for alias, target in ALIASES["*"].items() if has_field(model, target)}
     names |= set(ALIASES.get(model.__name__, {}))
+    names |= {getattr(model, "label_name", "label")}
     return sorted(names | {"pk"})
 
 

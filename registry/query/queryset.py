@@ -224,9 +224,25 @@ class RegistryQuerySet(models.QuerySet):
         except self.model.DoesNotExist:
             raise self.model.DoesNotExist(self._no_match_message(args, kwargs)) from None
         except self.model.MultipleObjectsReturned:
+            latest = self._latest_of_one_family(args, kwargs)
+            if latest is not None:
+                return latest
             raise self.model.MultipleObjectsReturned(
                 self._many_match_message(args, kwargs)
             ) from None
+
+    def _latest_of_one_family(self, args: tuple, kwargs: dict) -> models.Model | None:
+        """When the records that match are versions of one record (as LaminDB's ``get``
+        decides), the latest of them; ``None`` when different records match, or when the
+        registry has no versions, or the caller pinned a ``version``."""
+        if not has_field(self.model, "is_latest") or "version" in kwargs:
+            return None
+        matches = self.filter(*args, **kwargs)
+        stem_length = self.model.STEM_LENGTH
+        stems = {uid[:stem_length] for uid in matches.values_list("uid", flat=True)}
+        if len(stems) != 1:
+            return None
+        return matches.order_by("-is_latest", "-version", "-created_at", "-id").first()
 
     def _check_names_a_record(self, args: tuple) -> None:
         """Refuse a ``get`` without keyword conditions that names no record."""
@@ -313,7 +329,6 @@ class RegistryQuerySet(models.QuerySet):
                 of **all** values of each record, whatever the filter matched.
             limit: at most this many rows (default: all of them, never silently cut).
         """
-        import numpy as np
         import pandas as pd
 
         model = self.model
@@ -326,36 +341,43 @@ class RegistryQuerySet(models.QuerySet):
         query = self if limit is None else self[:limit]
         rows = list(query.values_list(*base_columns, *[path for _, path in single]))
         columns = base_columns + [column for column, _ in single]
-        cells = np.empty((len(rows), len(columns)), dtype=object)
-        if rows:
-            cells[:] = rows
-        ids = cells[:, 0].tolist()
-        data = {name: cells[:, i] for i, name in enumerate(columns) if i > 0}
+        # column by column: pandas infers each column's dtype from a tuple of its values, twice
+        # as fast as a frame of objects converted afterwards
+        by_column = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+        ids = list(by_column[0])
+        data = {name: by_column[i] for i, name in enumerate(columns) if i > 0}
         for column, path in many:
             values = self._many_values(ids, path)
             data[column] = [values.get(pk, []) for pk in ids]
         index = pd.Index(ids, name="id")
-        return pd.DataFrame(data, index=index, columns=list(data)).infer_objects()
+        return pd.DataFrame(data, index=index, columns=list(data))
 
     def _many_values(self, ids: list[int], path: str) -> dict[int, list[Any]]:
-        """All values of a many-valued path for the given record ids, sorted per record."""
+        """All values of a many-valued path for the given record ids, sorted per record.
+
+        Paths through a record's link rows (``links_cell_type__n_cells``) keep one value per
+        link row, in link order, so that several such columns line up (the i-th count belongs
+        to the i-th cell type)."""
         relation, _, rest = path.partition(LOOKUP_SEP)
         link = m2m_link(self.model, relation)
         plain = link and plain_column(link[0], link[2], rest)
+        per_link_row = _reaches_link_rows(self.model, relation)
         collected: dict[int, list[Any]] = defaultdict(list)
         for start in range(0, len(ids), ID_CHUNK):
             chunk = ids[start : start + ID_CHUNK]
             if plain:  # the link table joined to the other side, as plain SQL
                 pairs = link_values(self.db, link, plain, chunk)
             else:
-                pairs = (
-                    models.QuerySet(self.model)
-                    .using(self.db)
-                    .filter(pk__in=chunk, **{f"{path}__isnull": False})
-                    .values_list("pk", path)
-                )
+                rows = models.QuerySet(self.model).using(self.db).filter(pk__in=chunk)
+                if per_link_row:  # NULLs too: a count of None stays beside its label
+                    rows = rows.filter(**{f"{relation}__isnull": False})
+                else:
+                    rows = rows.filter(**{f"{path}__isnull": False})
+                pairs = rows.order_by("pk", f"{relation}__pk").values_list("pk", path)
             for pk, item in pairs:
                 collected[pk].append(item)
+        if per_link_row:
+            return dict(collected)
         return {pk: sorted(set(items), key=_sort_key) for pk, items in collected.items()}
 
     # --- lookup and search ----------------------------------------------------------------
@@ -470,6 +492,12 @@ def table_columns(model: type[models.Model]) -> list[str]:
 
 def _sort_key(value: Any) -> tuple[str, Any]:
     return (type(value).__name__, value)
+
+
+def _reaches_link_rows(model: type[models.Model], relation: str) -> bool:
+    """``relation`` of ``model`` leads to the rows of a link table (``links_cell_type``)."""
+    field = model._meta.get_field(relation)
+    return field.one_to_many and getattr(field.related_model, "is_link_table", False)
 
 
 RegistryManager = models.Manager.from_queryset(RegistryQuerySet, "RegistryManager")
