@@ -9,7 +9,9 @@ hot paths are plain SQL built here, once:
 - :func:`link_values`: the values of a many-valued ``include`` column for a chunk of records;
 - :func:`linked_labels_sql`: every label of an artifact, across all label registries, as one
   ``UNION ALL``;
-- :func:`insert_links`: link rows as multi-row INSERTs that keep links that exist already.
+- :func:`insert_links`: link rows as multi-row INSERTs that keep links that exist already;
+- :class:`InLinkSubqueries`: such subqueries added to a query's WHERE as they are (the ORM's
+  ``pk__in=...`` machinery would cost more than the database spends running them).
 """
 
 from __future__ import annotations
@@ -214,3 +216,36 @@ def insert_links(through: type[models.Model], rows: Iterable[LinkRow], using: st
             chunk = rows[start : start + INSERT_CHUNK]
             values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
             cursor.execute(head + values + tail, [value for row in chunk for value in row])
+
+
+class InLinkSubqueries:
+    """A WHERE condition ``<table>.id IN (subquery) AND ...`` over link-table subqueries
+    (:func:`link_subquery_sql`), added to a query's ``where`` without the ORM composing a lookup
+    for each. It knows the alias of the table it filters, and follows it when Django relabels
+    the query (as a subquery of another, or combined with ``|``)."""
+
+    contains_aggregate = False
+    contains_over_clause = False
+    is_summary = False
+
+    def __init__(self, alias: str, column: str, subqueries: list[RawSQL]) -> None:
+        self.alias, self.column, self.subqueries = alias, column, subqueries
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        table = compiler.quote_name_unless_alias(self.alias)
+        target = f"{table}.{connection.ops.quote_name(self.column)}"
+        sql = " AND ".join(f"{target} IN ({subquery.sql})" for subquery in self.subqueries)
+        return f"({sql})", [param for subquery in self.subqueries for param in subquery.params]
+
+    def relabeled_clone(self, change_map: dict[str, str]) -> InLinkSubqueries:
+        alias = change_map.get(self.alias, self.alias)
+        return InLinkSubqueries(alias, self.column, self.subqueries)
+
+    def get_group_by_cols(self) -> list[Any]:
+        return []
+
+    def get_refs(self) -> set[Any]:
+        return set()
+
+    def replace_expressions(self, replacements: dict[Any, Any]) -> InLinkSubqueries:
+        return self

@@ -23,6 +23,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat, Length
+from django.db.models.sql.where import AND
 
 from registry.database_errors import Problem, classify, reason
 from registry.databases import check_writable, current_user_id, instance_name
@@ -34,6 +35,7 @@ from registry.query.input_checks import (
     describe_conditions,
 )
 from registry.query.links import (
+    InLinkSubqueries,
     link_subquery_sql,
     link_values,
     m2m_link,
@@ -110,8 +112,14 @@ class RegistryQuerySet(models.QuerySet):
         # conditions on one relation stay in one subquery (they apply to the same related row,
         # as in Django); the outer query gets no join, hence no duplicate rows
         subqueries = [self._relation_subquery(rel, group) for rel, group in many_groups.items()]
-        plain_args += [Q(pk__in=subquery) for subquery in self._intersected(subqueries)]
-        return super()._filter_or_exclude(negate, tuple(plain_args), plain)
+        raw = [q for q in self._intersected(subqueries) if isinstance(q, RawSQL)]
+        plain_args += [Q(pk__in=q) for q in subqueries if not isinstance(q, RawSQL)]
+        clone = super()._filter_or_exclude(negate, tuple(plain_args), plain)
+        if raw:  # plain SQL over link tables goes into the WHERE as it is
+            query = clone.query
+            pk_column = model._meta.pk.column
+            query.where.add(InLinkSubqueries(query.get_initial_alias(), pk_column, raw), AND)
+        return clone
 
     def _intersected(self, subqueries: list[Any]) -> list[Any]:
         """On PostgreSQL, several plain link-table subqueries become one INTERSECT: planning
@@ -122,7 +130,7 @@ class RegistryQuerySet(models.QuerySet):
             return subqueries
         sql = " INTERSECT ".join(f"({q.sql})" for q in raw)
         params = tuple(p for q in raw for p in q.params)
-        return [q for q in subqueries if not isinstance(q, RawSQL)] + [RawSQL(sql, params)]
+        return [RawSQL(sql, params)]
 
     def _resolve(self, path: str) -> ResolvedPath:
         """:func:`resolve_path`, letting annotations of this query through."""

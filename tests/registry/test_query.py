@@ -11,7 +11,7 @@ import registry as ln
 from demo import synthetic
 from ontologies.models import ArtifactCellType
 from registry.errors import MultipleRecordsError, NoRecordError, UnknownFieldError
-from registry.models import Artifact, Collection, ULabel
+from registry.models import Artifact, Collection, CollectionArtifact, ULabel
 from registry.query import to_attribute_name
 
 pytestmark = pytest.mark.django_db
@@ -89,6 +89,27 @@ class TestManyValuedFilters:
         subset = census.artifacts.filter(cell_types__name="B cell")
         in_old = set(census.artifacts.values_list("id", flat=True))
         assert set(subset.values_list("id", flat=True)) == _ids_with_cell_types("B cell") & in_old
+
+    def test_link_conditions_follow_the_query_into_subqueries_and_unions(self) -> None:
+        """The link-table conditions sit in the WHERE as plain SQL; they must follow their
+        table when Django renames it (a query of the same table inside another, ``|``)."""
+        b_cells = _ids_with_cell_types("B cell")
+        kidney = set(
+            models.QuerySet(Artifact).filter(tissues__name="kidney").values_list("id", flat=True)
+        )
+        inner = Artifact.filter(cell_types__name="B cell")
+        outer = Artifact.filter(tissues__name="kidney", pk__in=inner)
+        assert set(outer.values_list("id", flat=True)) == b_cells & kidney
+        either = Artifact.filter(cell_types__name="B cell") | Artifact.filter(
+            tissues__name="kidney"
+        )
+        assert set(either.values_list("id", flat=True)) == b_cells | kidney
+        collections = Collection.filter(artifacts__in=inner)
+        members = CollectionArtifact.objects.filter(artifact_id__in=b_cells)
+        expected = set(members.values_list("collection_id", flat=True))
+        assert set(collections.values_list("id", flat=True)) == expected
+        not_b = Artifact.filter(tissues__name="kidney").exclude(cell_types__name="B cell")
+        assert set(not_b.values_list("id", flat=True)) == kidney - b_cells
 
 
 def synthetic_artifact_count() -> int:
