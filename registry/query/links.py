@@ -17,6 +17,7 @@ hot paths are plain SQL built here, once:
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -126,8 +127,6 @@ def link_subquery_sql(
     params = _plain_values(value if is_in else [value], column.accept)
     if params is None:
         return None
-    table = quote(through._meta.db_table)
-    source_column = quote(through._meta.get_field(source).column)
     target_column = quote(through._meta.get_field(target).column)
     marks = ", ".join(["%s"] * len(params)) or "NULL"
     if column.name is None:
@@ -138,7 +137,56 @@ def link_subquery_sql(
             f"{target_column} IN (SELECT {quote(other.pk.column)} "
             f"FROM {quote(other.db_table)} WHERE {quote(column.name)} IN ({marks}))"
         )
-    return RawSQL(f"SELECT {source_column} FROM {table} WHERE {condition}", tuple(params))
+    return LinkSubquery(through, source, target, condition, tuple(params))
+
+
+class LinkSubquery(RawSQL):
+    """``SELECT source FROM link WHERE condition`` (:func:`link_subquery_sql`), which can also be
+    written as a correlated ``EXISTS`` probe and knows roughly how many link rows it selects."""
+
+    def __init__(
+        self, through: type[models.Model], source: str, target: str, condition: str, params: tuple
+    ) -> None:
+        quote = connection.ops.quote_name
+        self.through, self.condition = through, condition
+        self.table = quote(through._meta.db_table)
+        self.source_column = f"{self.table}.{quote(through._meta.get_field(source).column)}"
+        self.target_name = through._meta.get_field(target).column
+        super().__init__(f"SELECT {self.source_column} FROM {self.table} WHERE {condition}", params)
+
+    def exists_sql(self, outer: str) -> str:
+        """The condition "``outer`` is the source of a matching link row", as one index probe."""
+        return (
+            f"EXISTS (SELECT 1 FROM {self.table} WHERE {self.source_column} = {outer} "
+            f"AND {self.condition})"
+        )
+
+    def estimated_rows(self, db: Any) -> float:
+        """Link rows this subquery selects, estimated from its table's rows per target value."""
+        table = self.through._meta.db_table
+        return len(self.params) * rows_per_value(db, table, self.target_name)
+
+
+#: seconds an estimate of :func:`rows_per_value` is reused before it is read again
+ESTIMATE_TTL = 300.0
+_rows_per_value: dict[tuple[str, str, str, str], tuple[float, float]] = {}
+
+
+def rows_per_value(db: Any, table: str, column: str) -> float:
+    """The average rows of ``table`` per distinct value of ``column`` on connection ``db``
+    (what ``ANALYZE`` would tell the planner), read at most every :data:`ESTIMATE_TTL` s."""
+    key = (db.alias, str(db.settings_dict.get("NAME")), table, column)
+    now = time.monotonic()
+    cached = _rows_per_value.get(key)
+    if cached is not None and now - cached[1] < ESTIMATE_TTL:
+        return cached[0]
+    quote = db.ops.quote_name
+    with db.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*), COUNT(DISTINCT {quote(column)}) FROM {quote(table)}")
+        rows, distinct = cursor.fetchone()
+    estimate = rows / max(distinct, 1)
+    _rows_per_value[key] = (estimate, now)
+    return estimate
 
 
 def link_values(
@@ -234,8 +282,26 @@ class InLinkSubqueries:
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
         table = compiler.quote_name_unless_alias(self.alias)
         target = f"{table}.{connection.ops.quote_name(self.column)}"
-        sql = " AND ".join(f"{target} IN ({subquery.sql})" for subquery in self.subqueries)
-        return f"({sql})", [param for subquery in self.subqueries for param in subquery.params]
+        subqueries = self.subqueries
+        driven = connection.vendor == "sqlite" and len(subqueries) > 1
+        if driven and all(isinstance(subquery, LinkSubquery) for subquery in subqueries):
+            return self._driven_sql(target, connection)
+        sql = " AND ".join(f"{target} IN ({subquery.sql})" for subquery in subqueries)
+        return f"({sql})", [param for subquery in subqueries for param in subquery.params]
+
+    def _driven_sql(self, target: str, connection: Any) -> tuple[str, list[Any]]:
+        """SQLite: the subquery selecting the fewest link rows drives (``IN``), the others are
+        index probes (``EXISTS``). SQLite would otherwise build every ``IN`` list in full and
+        probe them all, which costs more than the answer as soon as one label is common."""
+        ordered = sorted(self.subqueries, key=lambda subquery: subquery.estimated_rows(connection))
+        driver, probes = ordered[0], ordered[1:]
+        parts = [f"{target} IN ({driver.sql})"] + [probe.exists_sql(target) for probe in probes]
+        params = [param for subquery in ordered for param in subquery.params]
+        return f"({' AND '.join(parts)})", params
+
+    def merged(self, other: InLinkSubqueries) -> InLinkSubqueries:
+        """One condition with the subqueries of both (they filter the same table)."""
+        return InLinkSubqueries(self.alias, self.column, [*self.subqueries, *other.subqueries])
 
     def relabeled_clone(self, change_map: dict[str, str]) -> InLinkSubqueries:
         alias = change_map.get(self.alias, self.alias)

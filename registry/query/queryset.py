@@ -23,7 +23,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat, Length
-from django.db.models.sql.where import AND
+from django.db.models.sql.where import AND, WhereNode
 
 from registry.database_errors import Problem, classify, reason
 from registry.databases import check_writable, current_user_id, instance_name
@@ -117,8 +117,8 @@ class RegistryQuerySet(models.QuerySet):
         clone = super()._filter_or_exclude(negate, tuple(plain_args), plain)
         if raw:  # plain SQL over link tables goes into the WHERE as it is
             query = clone.query
-            pk_column = model._meta.pk.column
-            query.where.add(InLinkSubqueries(query.get_initial_alias(), pk_column, raw), AND)
+            condition = InLinkSubqueries(query.get_initial_alias(), model._meta.pk.column, raw)
+            _add_link_condition(query.where, condition)
         return clone
 
     def _intersected(self, subqueries: list[Any]) -> list[Any]:
@@ -349,11 +349,14 @@ class RegistryQuerySet(models.QuerySet):
         query = self if limit is None else self[:limit]
         rows = list(query.values_list(*base_columns, *[path for _, path in single]))
         columns = base_columns + [column for column, _ in single]
-        # column by column: pandas infers each column's dtype from a tuple of its values, twice
-        # as fast as a frame of objects converted afterwards
+        # column by column, as numpy arrays of the field's type where the type is known (pandas
+        # need not infer it); a tuple of the values otherwise
         by_column = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
         ids = list(by_column[0])
-        data = {name: by_column[i] for i, name in enumerate(columns) if i > 0}
+        dtypes = column_dtypes(model) + (None,) * len(single)
+        data = {
+            name: _typed_column(by_column[i], dtypes[i]) for i, name in enumerate(columns) if i > 0
+        }
         for column, path in many:
             values = self._many_values(ids, path)
             data[column] = [values.get(pk, []) for pk in ids]
@@ -488,6 +491,58 @@ class RegistryQuerySet(models.QuerySet):
 
 
 PROVENANCE_COLUMNS = ("created_at", "created_by_id", "run_id")
+
+
+def _add_link_condition(where: WhereNode, condition: InLinkSubqueries) -> None:
+    """AND ``condition`` into ``where``, into the link condition already there on the same table
+    if there is one (e.g. ``collection.artifacts.filter(cell_types=...)``), so that the database
+    sees all of them together and one can drive the others."""
+    if where.connector == AND and not where.negated:
+        for i, child in enumerate(where.children):
+            if isinstance(child, InLinkSubqueries) and child.alias == condition.alias:
+                where.children[i] = child.merged(condition)
+                return
+    where.add(condition, AND)
+
+
+#: numpy dtypes of Django fields whose values need no inference (NULLs aside)
+_FIELD_DTYPES = {
+    "AutoField": "int64",
+    "BigAutoField": "int64",
+    "IntegerField": "int64",
+    "BigIntegerField": "int64",
+    "SmallIntegerField": "int64",
+    "PositiveIntegerField": "int64",
+    "PositiveBigIntegerField": "int64",
+    "ForeignKey": "int64",
+    "FloatField": "float64",
+    "BooleanField": "bool",
+    "CharField": "object",
+    "TextField": "object",
+}
+
+
+@functools.cache
+def column_dtypes(model: type[models.Model]) -> tuple[str | None, ...]:
+    """The numpy dtype of each column of :func:`table_columns` (None: let pandas infer it)."""
+    dtypes = []
+    for name in table_columns(model):
+        field = next(f for f in model._meta.concrete_fields if f.attname == name)
+        kind = field.get_internal_type()
+        if kind == "ForeignKey":
+            kind = field.target_field.get_internal_type()
+        dtypes.append(_FIELD_DTYPES.get(kind))
+    return tuple(dtypes)
+
+
+def _typed_column(values: tuple[Any, ...], dtype: str | None) -> Any:
+    """``values`` as a numpy array of ``dtype``; numbers or booleans with NULLs, and columns of
+    unknown type, as they are (pandas infers: integers with NULLs become floats with NaN)."""
+    if dtype is None or (dtype != "object" and None in values):
+        return values
+    import numpy as np
+
+    return np.array(values, dtype=dtype)
 
 
 def table_columns(model: type[models.Model]) -> list[str]:
