@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import DatabaseError, connections, models
@@ -343,9 +343,12 @@ class RegistryQuerySet(models.QuerySet):
         base_columns = table_columns(model)
         single: list[tuple[str, str]] = []
         many: list[tuple[str, str]] = []
+        single_dtypes: list[str | None] = []
         for column in include or []:
-            path, is_many, _ = resolve_path(model, column)
+            path, is_many, field = resolve_path(model, column)
             (many if is_many else single).append((column, path))
+            if not is_many:
+                single_dtypes.append(field_dtype(field))
         query = self if limit is None else self[:limit]
         rows = list(query.values_list(*base_columns, *[path for _, path in single]))
         columns = base_columns + [column for column, _ in single]
@@ -353,15 +356,12 @@ class RegistryQuerySet(models.QuerySet):
         # need not infer it); a tuple of the values otherwise
         by_column = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
         ids = list(by_column[0])
-        dtypes = column_dtypes(model) + (None,) * len(single)
-        data = {
-            name: _typed_column(by_column[i], dtypes[i]) for i, name in enumerate(columns) if i > 0
-        }
+        dtypes = column_dtypes(model) + tuple(single_dtypes)
+        data = {name: (by_column[i], dtypes[i]) for i, name in enumerate(columns) if i > 0}
         for column, path in many:
             values = self._many_values(ids, path)
-            data[column] = [values.get(pk, []) for pk in ids]
-        index = pd.Index(ids, name="id")
-        return pd.DataFrame(data, index=index, columns=list(data))
+            data[column] = ([values.get(pk, []) for pk in ids], "list")
+        return _frame(data, pd.Index(ids, name="id"))
 
     def _many_values(self, ids: list[int], path: str) -> dict[int, list[Any]]:
         """All values of a many-valued path for the given record ids, sorted per record.
@@ -505,7 +505,7 @@ def _add_link_condition(where: WhereNode, condition: InLinkSubqueries) -> None:
     where.add(condition, AND)
 
 
-#: numpy dtypes of Django fields whose values need no inference (NULLs aside)
+#: the column types of Django fields whose values need no inference (NULLs aside)
 _FIELD_DTYPES = {
     "AutoField": "int64",
     "BigAutoField": "int64",
@@ -514,35 +514,64 @@ _FIELD_DTYPES = {
     "SmallIntegerField": "int64",
     "PositiveIntegerField": "int64",
     "PositiveBigIntegerField": "int64",
-    "ForeignKey": "int64",
     "FloatField": "float64",
     "BooleanField": "bool",
     "CharField": "object",
     "TextField": "object",
+    "DateTimeField": "datetime",
 }
 
 
 @functools.cache
 def column_dtypes(model: type[models.Model]) -> tuple[str | None, ...]:
-    """The numpy dtype of each column of :func:`table_columns` (None: let pandas infer it)."""
-    dtypes = []
-    for name in table_columns(model):
-        field = next(f for f in model._meta.concrete_fields if f.attname == name)
-        kind = field.get_internal_type()
-        if kind == "ForeignKey":
-            kind = field.target_field.get_internal_type()
-        dtypes.append(_FIELD_DTYPES.get(kind))
-    return tuple(dtypes)
+    """The column type of each column of :func:`table_columns` (None: pandas infers it)."""
+    fields = {field.attname: field for field in model._meta.concrete_fields}
+    return tuple(field_dtype(fields[name]) for name in table_columns(model))
 
 
-def _typed_column(values: tuple[Any, ...], dtype: str | None) -> Any:
-    """``values`` as a numpy array of ``dtype``; numbers or booleans with NULLs, and columns of
-    unknown type, as they are (pandas infers: integers with NULLs become floats with NaN)."""
-    if dtype is None or (dtype != "object" and None in values):
-        return values
+def field_dtype(field: Any) -> str | None:
+    """The column type of a Django field's values (None: unknown, pandas infers it)."""
+    if field is None or not hasattr(field, "get_internal_type"):
+        return None
+    kind = field.get_internal_type()
+    if kind == "ForeignKey":
+        kind = field.target_field.get_internal_type()
+    return _FIELD_DTYPES.get(kind)
+
+
+def _column_array(values: Sequence[Any], dtype: str | None) -> Any:
+    """``values`` as the array pandas would infer from them, built directly (``None``: the type
+    is unknown). Integers with NULLs are floats with NaN and a column of NULLs holds objects, as
+    pandas makes them."""
     import numpy as np
+    import pandas as pd
 
-    return np.array(values, dtype=dtype)
+    if dtype == "datetime":
+        return pd.DatetimeIndex(values).array
+    if dtype in ("object", "list") or (values and all(value is None for value in values)):
+        array = np.empty(len(values), dtype=object)
+        for i, value in enumerate(values):  # lists stay lists (numpy would nest them)
+            array[i] = value
+        return array
+    if dtype is None or None not in values:
+        return None if dtype is None else np.array(values, dtype=dtype)
+    if dtype == "int64" or dtype == "float64":
+        return np.array([np.nan if v is None else v for v in values], dtype="float64")
+    return None  # booleans with NULLs: pandas decides
+
+
+def _frame(data: dict[str, tuple[Sequence[Any], str | None]], index: pd.Index) -> pd.DataFrame:
+    """A DataFrame of ``data`` (column -> (values, column type)). With every column's array
+    known, pandas is asked not to check and infer them again: that costs more than the rest
+    of a small query. Otherwise pandas infers every column."""
+    import pandas as pd
+
+    arrays = [_column_array(values, dtype) for values, dtype in data.values()]
+    columns = pd.Index(list(data), dtype=object)
+    if all(array is not None for array in arrays):
+        return pd.DataFrame._from_arrays(arrays, columns, index, verify_integrity=False)
+    plain = {name: values for name, (values, _) in data.items()}
+    return pd.DataFrame(plain, index=index, columns=columns)
 
 
 def table_columns(model: type[models.Model]) -> list[str]:

@@ -159,6 +159,22 @@ class TestToDataframe:
         assert frame["created_by_id"].dtype.kind == "i"
         assert frame["created_at"].dtype.kind == "M"
 
+    @pytest.mark.parametrize("registry", ["Artifact", "CellType"])
+    def test_frame_is_the_one_pandas_infers_from_the_values(self, registry: str) -> None:
+        """The columns are built as typed arrays; the frame must equal what pandas makes of
+        the same rows (dtypes included: NULLs, all-NULL columns, datetimes, text)."""
+        model = Artifact if registry == "Artifact" else ln.bionty.CellType
+        query = model.filter(id__lte=400).order_by("id")
+        include = ["created_by__handle"]
+        frame = query.to_dataframe(include=include)
+        columns = list(frame.columns)
+        rows = models.QuerySet(model).filter(id__lte=400).order_by("id")
+        expected = pd.DataFrame.from_records(
+            list(rows.values_list("id", *columns)), columns=["id", *columns]
+        ).set_index("id")
+        assert len(frame) > 100
+        pd.testing.assert_frame_equal(frame, expected)
+
     def test_numbers_with_nulls_become_floats_with_nan(self) -> None:
         artifacts = Artifact.filter(suffix=".h5ad").order_by("id")[:2]
         first, second = (a.id for a in artifacts)
