@@ -191,41 +191,9 @@ def expected_rows(plan: synthetic.Plan) -> dict[str, int]:
     }
 
 
-# ---------------------------------------------------------------------------------------------
-# One backend
-# ---------------------------------------------------------------------------------------------
-def bench_backend(db: ln.DB, args: argparse.Namespace) -> dict[str, Any]:
-    """Build the workload in ``db`` and time every figure; return the backend's JSON entry."""
-    alias = db.alias
-    plan = synthetic.make_plan(args.artifacts, args.seed)
-    vocab = synthetic.write_vocabulary(plan, using=alias)
-    n_artifacts = len(plan.artifacts)
-    create_repeats = args.create_repeats if args.create_repeats is not None else args.repeats
-    timings: dict[str, common.Timing] = {}
-    scales: dict[str, float] = {}
-    statements: dict[str, int] = {}
-
-    def reset() -> None:
-        clear_artifacts(alias)
-
-    def per_record() -> list:
-        return synthetic.write_per_record(plan, vocab, using=alias)
-
-    def bulk() -> list:
-        return synthetic.write_bulk(plan, vocab, using=alias)
-
-    # (a) registering and linking; the bulk way runs last so that its artifacts stay
-    creates = {"create_per_record_ms": (per_record, 1000 / n_artifacts), "create_bulk_s": (bulk, 1)}
-    for key, (operation, scale) in creates.items():
-        log(f"  (a) {key}: {args.warmups} + {create_repeats} runs of {n_artifacts} artifacts")
-        timings[key] = common.measure(operation, create_repeats, args.warmups, reset)
-        scales[key] = scale
-        log(f"      median {statistics.median(timings[key].seconds):.3f} s per run")
-        statements[key], artifacts = count_statements(alias, operation, reset)
-    synthetic.write_collections(artifacts, using=alias)
-    settle(alias)
-
-    # lookups and records the queries refer to: fetched once, outside the timed parts
+def workload_queries(db: ln.DB) -> dict[str, Callable[[], Any]]:
+    """The timed queries of the workload on ``db``, by figure key. The records and lookups they
+    refer to are fetched here, once, outside the timed parts."""
     users = db.User.lookup()
     organisms = db.bionty.Organism.lookup()
     cell_types = db.bionty.CellType.lookup()
@@ -274,7 +242,7 @@ def bench_backend(db: ln.DB, args: argparse.Namespace) -> dict[str, Any]:
         collection = db.Collection.get(key="cellxgene-census", version="2025-01-30")
         return five_relation_filter(collection)
 
-    queries: dict[str, Callable[[], Any]] = {
+    return {
         "seed_query_ms": seed_query,
         "lookup_ms": lambda: db.bionty.CellType.lookup(),
         "five_relation_ms": lambda: five_relation_filter(census),
@@ -283,6 +251,43 @@ def bench_backend(db: ln.DB, args: argparse.Namespace) -> dict[str, Any]:
         "count_join_ms": lambda: db.Artifact.filter(cell_types__name="B cell").count(),
         "describe_ms": lambda: kidney_artifact.describe(return_str=True),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# One backend
+# ---------------------------------------------------------------------------------------------
+def bench_backend(db: ln.DB, args: argparse.Namespace) -> dict[str, Any]:
+    """Build the workload in ``db`` and time every figure; return the backend's JSON entry."""
+    alias = db.alias
+    plan = synthetic.make_plan(args.artifacts, args.seed)
+    vocab = synthetic.write_vocabulary(plan, using=alias)
+    n_artifacts = len(plan.artifacts)
+    create_repeats = args.create_repeats if args.create_repeats is not None else args.repeats
+    timings: dict[str, common.Timing] = {}
+    scales: dict[str, float] = {}
+    statements: dict[str, int] = {}
+
+    def reset() -> None:
+        clear_artifacts(alias)
+
+    def per_record() -> list:
+        return synthetic.write_per_record(plan, vocab, using=alias)
+
+    def bulk() -> list:
+        return synthetic.write_bulk(plan, vocab, using=alias)
+
+    # (a) registering and linking; the bulk way runs last so that its artifacts stay
+    creates = {"create_per_record_ms": (per_record, 1000 / n_artifacts), "create_bulk_s": (bulk, 1)}
+    for key, (operation, scale) in creates.items():
+        log(f"  (a) {key}: {args.warmups} + {create_repeats} runs of {n_artifacts} artifacts")
+        timings[key] = common.measure(operation, create_repeats, args.warmups, reset)
+        scales[key] = scale
+        log(f"      median {statistics.median(timings[key].seconds):.3f} s per run")
+        statements[key], artifacts = count_statements(alias, operation, reset)
+    synthetic.write_collections(artifacts, using=alias)
+    settle(alias)
+
+    queries = workload_queries(db)
     for key, query in queries.items():
         log(f"  {key}: {args.warmups} + {args.repeats} runs")
         timings[key] = common.measure(query, args.repeats, args.warmups)

@@ -90,7 +90,7 @@ def _terms(named: dict[str, str], total: int, prefix: str, noun: str) -> list[tu
     return terms
 
 
-def _assay(rng: random.Random, n_assays: int) -> int:
+def draw_assay(rng: random.Random, n_assays: int) -> int:
     """10x 3' v2 (25%) and v3 (35%) dominate, as in CELLxGENE; the rest share 40%."""
     draw = rng.random()
     if draw < 0.25:
@@ -134,7 +134,7 @@ def make_plan(n_artifacts: int = 1000, seed: int = 0) -> Plan:
                 cell_types=cells,
                 tissues=tissues,
                 diseases=rng.sample(range(len(plan.diseases)), rng.randint(1, 2)),
-                assay=_assay(rng, len(plan.assays)),
+                assay=draw_assay(rng, len(plan.assays)),
                 organism=0 if rng.random() < 0.8 else 1,
                 suspension_type=0 if rng.random() < 0.7 else 1,
             )
@@ -220,7 +220,7 @@ def write_vocabulary(
         )
 
 
-def _label_sets(spec: ArtifactPlan, vocab: Vocabulary) -> list[tuple[str, str, list]]:
+def label_sets(spec: ArtifactPlan, vocab: Vocabulary) -> list[tuple[str, str, list]]:
     """(relation, feature, records) for every label relation of an artifact."""
     records = {
         "cell_type": [vocab.cell_types[i] for i in spec.cell_types],
@@ -267,11 +267,11 @@ def write_per_record(
     for index, spec in enumerate(plan.artifacts):
         artifact = _artifact(spec, vocab, index)
         artifact.save(using=using)
-        label_sets = _label_sets(spec, vocab)
+        labels = label_sets(spec, vocab)
         if via == "features":
-            artifact.features.add_values({feature: records for _, feature, records in label_sets})
+            artifact.features.add_values({feature: records for _, feature, records in labels})
         else:
-            for relation, feature, records in label_sets:
+            for relation, feature, records in labels:
                 getattr(artifact, relation).add(
                     *records, through_defaults={"feature": vocab.features[feature]}
                 )
@@ -284,7 +284,7 @@ def write_per_record(
 def _link_rows(artifacts: list, plan: Plan, vocab: Vocabulary) -> dict[str, list[tuple]]:
     rows: dict[str, list[tuple]] = {}
     for artifact, spec in zip(artifacts, plan.artifacts, strict=True):
-        for relation, feature, records in _label_sets(spec, vocab):
+        for relation, feature, records in label_sets(spec, vocab):
             feature_id = vocab.features[feature].pk
             rows.setdefault(relation, []).extend(
                 (artifact.pk, record.pk, feature_id, None, None) for record in records
