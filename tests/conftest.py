@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
+import registry as ln
 from demo import synthetic
 from registry import instances
 
@@ -94,3 +95,14 @@ def pg_database() -> Iterator[str]:
     connections.close_all()
     with _pg_admin() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fresh(request: pytest.FixtureRequest, isolated_instances: None, tmp_path: Path) -> ln.DB:
+    """A new, empty instance (the default one during the test) on the suite's database kind
+    (SQLite, or PostgreSQL with ``DATABASE_URL``)."""
+    if on_postgres():
+        url = request.getfixturevalue("pg_database")
+    else:
+        url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    return ln.init("fresh", db=url)

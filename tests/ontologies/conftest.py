@@ -3,8 +3,8 @@ and the committed fixture files.
 
 The default test database holds the synthetic registry (600 cell types, 34 with real CL ids and
 artifact links). ``real_cl`` imports the real CL over it for one test module, in a transaction
-rolled back afterwards; importer tests that need an empty registry use ``fresh``, a new instance
-on the same kind of database as the suite (SQLite, or PostgreSQL with ``DATABASE_URL``).
+rolled back afterwards; importer tests that need an empty registry use ``fresh``
+(``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ from typing import Any
 import pytest
 from django.db import transaction
 
-import registry as ln
 from ontologies.importers.common import ImportReport
 from ontologies.importers.guide import import_guide
-from tests.conftest import on_postgres
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 MMUSDV_OBO = FIXTURES / "mmusdv.obo"
@@ -37,16 +35,6 @@ def real_cl(django_db_setup: None, django_db_blocker: Any) -> Iterator[list[Impo
         finally:
             transaction.set_rollback(True)
             atomic.__exit__(None, None, None)
-
-
-@pytest.fixture
-def fresh(request: pytest.FixtureRequest, isolated_instances: None, tmp_path: Path) -> ln.DB:
-    """A new, empty instance (the default one during the test) on the suite's database kind."""
-    if on_postgres():
-        url = request.getfixturevalue("pg_database")
-    else:
-        url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
-    return ln.init("fresh", db=url)
 
 
 def only_changes(reports: list[ImportReport]) -> list[str]:
