@@ -65,6 +65,11 @@ class Artifact(VersionedRecord):
                 name="artifact_latest_key_unique",
             )
         ]
+        # counts by suffix and size, and a creator's large files, read from the index alone
+        indexes = [
+            models.Index(fields=["suffix", "size"], name="artifact_suffix_size"),
+            models.Index(fields=["created_by", "size"], name="artifact_creator_size"),
+        ]
 
     @classmethod
     def label_relations(cls) -> tuple[LabelRelation, ...]:

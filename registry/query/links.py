@@ -161,6 +161,11 @@ class LinkSubquery(RawSQL):
             f"AND {self.condition})"
         )
 
+    def count_sql(self) -> str:
+        """The number of distinct sources of the matching link rows (from the index alone)."""
+        sources = f"COUNT(DISTINCT {self.source_column})"
+        return f"SELECT {sources} FROM {self.table} WHERE {self.condition}"
+
     def estimated_rows(self, db: Any) -> float:
         """Link rows this subquery selects, estimated from its table's rows per target value."""
         table = self.through._meta.db_table

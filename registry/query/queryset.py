@@ -36,6 +36,7 @@ from registry.query.input_checks import (
 )
 from registry.query.links import (
     InLinkSubqueries,
+    LinkSubquery,
     link_subquery_sql,
     link_values,
     m2m_link,
@@ -188,7 +189,35 @@ class RegistryQuerySet(models.QuerySet):
 
     # --- running queries ------------------------------------------------------------------
     _fetch_all = _input_errors_translated(models.QuerySet._fetch_all)
-    count = _input_errors_translated(models.QuerySet.count)
+
+    @_input_errors_translated
+    def count(self) -> int:
+        """The number of records; a query with only a condition on one label relation is
+        counted from its link table alone (``COUNT(DISTINCT artifact_id)``)."""
+        link = self._only_link_condition()
+        if link is None:
+            return super().count()
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(link.count_sql(), link.params)
+            return cursor.fetchone()[0]
+
+    def _only_link_condition(self) -> LinkSubquery | None:
+        """The link subquery when it is this query's only condition (no slice, join, distinct,
+        annotation or combination), else None."""
+        query = self.query
+        if self._result_cache is not None or query.is_sliced or query.distinct:
+            return None
+        if query.combinator or query.annotations or len(query.alias_map) > 1:
+            return None
+        where = query.where
+        if where.negated or len(where.children) != 1:
+            return None
+        (condition,) = where.children
+        if not isinstance(condition, InLinkSubqueries) or len(condition.subqueries) != 1:
+            return None
+        (subquery,) = condition.subqueries
+        return subquery if isinstance(subquery, LinkSubquery) else None
+
     exists = _input_errors_translated(models.QuerySet.exists)
     aggregate = _input_errors_translated(models.QuerySet.aggregate)
 

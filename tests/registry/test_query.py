@@ -143,6 +143,21 @@ class TestManyValuedFilters:
             # kidney (two tissues per artifact, hundreds of tissues) is the rarest label
             assert 'IN (SELECT "ontologies_artifacttissue"' in sql
 
+    def test_count_of_one_label_condition_counts_each_record_once(self) -> None:
+        """Counted from the link table alone; an artifact with both cell types counts once."""
+        query = Artifact.filter(cell_types__name__in=["B cell", "T cell"])
+        both = _ids_with_cell_types("B cell") & _ids_with_cell_types("T cell")
+        assert both, "the workload must have artifacts with both"
+        assert query._only_link_condition() is not None
+        assert query.count() == len(_ids_with_cell_types("B cell", "T cell"))
+        assert query[:5].count() == 5
+        h5ad = query.filter(size__gt=1e9)
+        assert h5ad._only_link_condition() is None
+        expected = models.QuerySet(Artifact).filter(
+            id__in=_ids_with_cell_types("B cell", "T cell"), size__gt=1e9
+        )
+        assert h5ad.count() == expected.count()
+
 
 def synthetic_artifact_count() -> int:
     return len(synthetic.make_plan(1000, 0).artifacts)
