@@ -22,6 +22,7 @@ arguments (:mod:`registry.census_queries`).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,7 +181,8 @@ def bucket_directory(mirror: Any, alias: str | None = None) -> Directory:
         mirror: the bucket root (``s3://bucket[/prefix]`` or a folder), or a Storage record.
         alias: the instance whose Storage records give the root's settings (None: none).
     """
-    storage = mirror if hasattr(mirror, "root") else _storage_for(str(mirror), alias)
+    given_root = isinstance(mirror, str | os.PathLike)
+    storage = _storage_for(os.fspath(mirror), alias) if given_root else mirror
     releases, aliases = split_directory(read_directory(storage))
     stores = {
         tag: StoreLocation(soma_key(description, storage.root, tag), storage)
