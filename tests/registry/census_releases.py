@@ -2,7 +2,7 @@
 a helper that registers its releases as curation does.
 
 Two releases, tagged as the Census LTS release the Census guide names (``2023-07-25``) and a
-later weekly (not LTS) one, so ``stable`` and ``latest`` differ: 12 datasets of ~40 cells (the
+later weekly (not LTS) one, so ``stable`` and ``latest`` differ: 14 datasets of ~40 cells (the
 guide's kidney dataset keeps its 500), built in about 5 s.
 """
 
@@ -24,7 +24,7 @@ STABLE_TAG, LATEST_TAG = "2023-07-25", "2023-12-15"
 def census_bucket(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bucket root with the two releases and their ``cell-census/release.json``."""
     root = tmp_path_factory.mktemp("census-bucket")
-    build_release(str(root), STABLE_TAG, n_datasets=12, cells_per_dataset=40, workers=1)
+    build_release(str(root), STABLE_TAG, n_datasets=14, cells_per_dataset=40, seed=11, workers=1)
     build_release(str(root), LATEST_TAG, previous=STABLE_TAG, workers=1, lts=False)
     return root
 
