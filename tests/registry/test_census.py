@@ -37,6 +37,7 @@ from registry.errors import (
     ObjectNotFoundError,
 )
 from registry.models import Storage
+from tests.demo_runs import sqlite_pass_only
 from tests.registry.census_releases import (
     LATEST_TAG,
     STABLE_TAG,
@@ -79,6 +80,7 @@ def test_build_writes_the_census_release_directory(census_bucket: Path) -> None:
     assert directory[LATEST_TAG]["flags"] == {"lts": False, "retracted": False}
 
 
+@sqlite_pass_only  # no database: the PostgreSQL pass would repeat it exactly
 def test_a_build_merges_into_the_directory_and_moves_the_aliases(
     census_bucket: Path,  # noqa: F811
     tmp_path: Path,
@@ -117,6 +119,7 @@ def test_a_build_merges_into_the_directory_and_moves_the_aliases(
     assert directory[STABLE_TAG] == read_directory(census_bucket)[STABLE_TAG]
 
 
+@sqlite_pass_only
 def test_aliases_skip_retracted_releases() -> None:
     entry = functools.partial(release_entry, "/b", region=None)
     releases = {
@@ -130,6 +133,7 @@ def test_aliases_skip_retracted_releases() -> None:
     assert alias_targets({"2023-01-01": entry("2023-01-01", lts=False)}) == {"latest": "2023-01-01"}
 
 
+@sqlite_pass_only
 def test_a_broken_directory_is_refused_by_the_build(tmp_path: Path) -> None:
     (tmp_path / "cell-census").mkdir()
     (tmp_path / DIRECTORY_KEY).write_text("{not json")
