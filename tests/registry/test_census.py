@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -37,16 +38,19 @@ from registry.errors import (
     ObjectNotFoundError,
 )
 from registry.models import Storage
-from tests.demo_runs import sqlite_pass_only
 from tests.registry.census_releases import (
     LATEST_TAG,
     STABLE_TAG,
-    census_bucket,  # noqa: F401 - the session's bucket fixture
     register_release,
     soma_path,
 )
 from tests.s3 import upload
 
+#: tests without a database (they build releases): the PostgreSQL pass would repeat them exactly
+sqlite_pass_only = pytest.mark.skipif(
+    "postgresql" in os.environ.get("DATABASE_URL", ""),
+    reason="no database: covered by the SQLite pass",
+)
 LUNG = "tissue_general == 'lung' and is_primary_data == True"
 
 
@@ -57,7 +61,7 @@ def read_directory(bucket: Path) -> dict:
 # --- the release directory (no database) -------------------------------------------------------
 
 
-def test_build_writes_the_census_release_directory(census_bucket: Path) -> None:  # noqa: F811
+def test_build_writes_the_census_release_directory(census_bucket: Path) -> None:
     directory = read_directory(census_bucket)
     assert list(directory) == ["stable", "latest", LATEST_TAG, STABLE_TAG]
     assert directory["stable"] == STABLE_TAG and directory["latest"] == LATEST_TAG
@@ -80,9 +84,9 @@ def test_build_writes_the_census_release_directory(census_bucket: Path) -> None:
     assert directory[LATEST_TAG]["flags"] == {"lts": False, "retracted": False}
 
 
-@sqlite_pass_only  # no database: the PostgreSQL pass would repeat it exactly
+@sqlite_pass_only
 def test_a_build_merges_into_the_directory_and_moves_the_aliases(
-    census_bucket: Path,  # noqa: F811
+    census_bucket: Path,
     tmp_path: Path,
 ) -> None:
     (tmp_path / "cell-census").mkdir()
@@ -146,7 +150,7 @@ def test_a_broken_directory_is_refused_by_the_build(tmp_path: Path) -> None:
 
 @pytest.fixture
 def census_site(
-    census_bucket: Path,  # noqa: F811
+    census_bucket: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator:
@@ -184,7 +188,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.mark.django_db
 def test_cellxgene_census_reads_the_directory_as_we_do(
-    census_bucket: Path,  # noqa: F811
+    census_bucket: Path,
     census_site: Callable,
 ) -> None:
     census_site(f"{census_bucket}/")
@@ -202,7 +206,7 @@ def test_cellxgene_census_reads_the_directory_as_we_do(
 
 
 @pytest.mark.django_db
-def test_versions_resolve_through_the_registry(census_bucket: Path) -> None:  # noqa: F811
+def test_versions_resolve_through_the_registry(census_bucket: Path) -> None:
     root = str(census_bucket)
     with pytest.raises(CensusVersionError, match="No Census release is curated in instance"):
         ln.census.open_soma()
@@ -230,7 +234,7 @@ def test_versions_resolve_through_the_registry(census_bucket: Path) -> None:  # 
 
 @pytest.mark.django_db
 def test_a_curated_release_without_a_directory_counts_as_lts(
-    census_bucket: Path,  # noqa: F811
+    census_bucket: Path,
     tmp_path: Path,
 ) -> None:
     bucket = tmp_path / "bucket"
@@ -243,7 +247,7 @@ def test_a_curated_release_without_a_directory_counts_as_lts(
 
 
 @pytest.mark.django_db
-def test_version_errors(census_bucket: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_version_errors(census_bucket: Path, tmp_path: Path) -> None:
     with pytest.raises(CensusDirectoryNotFoundError) as error:
         ln.census.open_soma(mirror=tmp_path)
     assert f"No Census release directory at {tmp_path}/cell-census/release.json" in str(error.value)
@@ -281,7 +285,7 @@ def test_version_errors(census_bucket: Path, tmp_path: Path) -> None:  # noqa: F
 
 @pytest.mark.django_db
 def test_a_tag_curated_from_two_storages_is_ambiguous(
-    census_bucket: Path,  # noqa: F811
+    census_bucket: Path,
     tmp_path: Path,
 ) -> None:
     register_release(str(census_bucket), STABLE_TAG)
@@ -302,7 +306,7 @@ def test_a_missing_curated_store_is_named(tmp_path: Path) -> None:
 
 @pytest.mark.django_db
 def test_s3_through_the_directory_and_the_registry(
-    census_bucket: Path,  # noqa: F811
+    census_bucket: Path,
     s3_bucket: str,
     census_site: Callable,
 ) -> None:
@@ -344,7 +348,7 @@ def test_s3_through_the_directory_and_the_registry(
 
 
 @pytest.fixture
-def stores(census_bucket: Path) -> Iterator[tuple]:  # noqa: F811
+def stores(census_bucket: Path) -> Iterator[tuple]:
     """(ours, theirs): the stable release opened by ln.census and by cellxgene_census (uri=)."""
     uri = soma_path(census_bucket, STABLE_TAG)
     with (

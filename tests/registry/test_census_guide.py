@@ -29,7 +29,6 @@ import registry.census
 from tests.registry.census_releases import (
     LATEST_TAG,
     STABLE_TAG,
-    census_bucket,  # noqa: F401 - the session's bucket fixture
     register_release,
     soma_path,
 )
@@ -128,7 +127,7 @@ def run_guide(cells: list[Cell], given: list[str], module: Any, replace_open: st
 @pytest.mark.django_db
 @pytest.mark.parametrize("calls", ["cellxgene_census", "ln.census"])
 def test_the_census_guide_runs_with_only_the_open_line_changed(
-    census_bucket: Path,  # noqa: F811
+    census_bucket: Path,
     calls: str,
 ) -> None:
     for tag in (STABLE_TAG, LATEST_TAG):
