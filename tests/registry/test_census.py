@@ -284,6 +284,27 @@ def test_version_errors(census_bucket: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.django_db
+def test_the_registry_takes_flags_from_the_bucket_directory(
+    census_bucket: Path, tmp_path: Path
+) -> None:
+    """A curated release that its bucket's directory retracts is no alias's target, and
+    opening it names the retraction."""
+    directory = read_directory(census_bucket)
+    directory[STABLE_TAG]["flags"]["retracted"] = True
+    (tmp_path / "cell-census").mkdir()
+    (tmp_path / DIRECTORY_KEY).write_text(json.dumps(directory))
+    register_release(str(tmp_path), STABLE_TAG)
+    with pytest.raises(CensusVersionRetractedError, match=f"version '{STABLE_TAG}'.*retracted"):
+        ln.census.open_soma(census_version=STABLE_TAG)
+    with pytest.raises(CensusVersionError) as error:
+        ln.census.open_soma()
+    assert f"known versions are {STABLE_TAG}. No release of instance" in str(error.value)
+    assert "is LTS." in str(error.value)
+    assert ln.census.get_census_version_directory() == {}
+    assert list(ln.census.get_census_version_directory(retracted=True)) == [STABLE_TAG]
+
+
+@pytest.mark.django_db
 def test_a_tag_curated_from_two_storages_is_ambiguous(
     census_bucket: Path,
     tmp_path: Path,
