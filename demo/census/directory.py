@@ -9,15 +9,19 @@ rule (:func:`registry.census_releases.alias_targets`). The shape and the reader 
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry.census_releases import (
     DIRECTORY_KEY,
+    RELEASES_FOLDER,
     alias_targets,
     locator,
     release_key,
     split_directory,
 )
+from registry.locks import file_lock
 
 if TYPE_CHECKING:
     from demo.census.release import Destination
@@ -46,10 +50,19 @@ def merged_directory(existing: dict[str, Any], tag: str, entry: dict[str, Any]) 
 
 
 def update_release_directory(target: Destination, tag: str, *, lts: bool) -> dict[str, Any]:
-    """Add release ``tag`` to the directory at ``target``; the directory written."""
-    text = target.read_text(DIRECTORY_KEY)
-    existing = json.loads(text) if text else {}
-    entry = release_entry(target.dest, tag, lts=lts, region=target.region)
-    directory = merged_directory(existing, tag, entry)
-    target.write_text(DIRECTORY_KEY, json.dumps(directory, indent=2) + "\n")
+    """Add release ``tag`` to the directory at ``target``; the directory written.
+
+    In a local folder, builds finishing together update it one at a time (a file lock); on S3
+    the last writer wins, so build releases into one bucket one after the other.
+
+    Raises:
+        ValueError: the directory there is not valid JSON.
+    """
+    local = None if target.is_s3 else Path(target.dest) / RELEASES_FOLDER / ".release.json.lock"
+    with file_lock(local) if local else nullcontext():
+        text = target.read_text(DIRECTORY_KEY)
+        existing = json.loads(text) if text else {}
+        entry = release_entry(target.dest, tag, lts=lts, region=target.region)
+        directory = merged_directory(existing, tag, entry)
+        target.write_text(DIRECTORY_KEY, json.dumps(directory, indent=2) + "\n")
     return directory
