@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from curation.manifest import DatasetRow, Manifest
+from registry.census_releases import SOMA_REFERENCE
 from registry.locks import advisory_lock
 from registry.models import Artifact, Collection, CollectionArtifact, Storage
 from registry.models.base import delete_version, save_version
 
 CENSUS_KEY = "cellxgene-census"
 COLLECTION_REFERENCE = "cellxgene_collection_id"
-SOMA_REFERENCE = "cellxgene-census-soma"
 
 #: a membership: (dataset_id, dataset_version_id) of every member
 Membership = frozenset[tuple[str, str]]

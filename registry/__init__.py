@@ -8,6 +8,8 @@ Public API::
     ln.Artifact.filter(cell_types__name="B cell").to_dataframe()
     db = ln.DB("cellxgene")
     db.bionty.CellType.lookup()
+    with ln.census.open_soma(census_version="stable") as census:  # the Census API, offline
+        adata = ln.census.get_anndata(census, "Homo sapiens", obs_value_filter="...")
 
 Importing this package is light: Django is set up on first use of a registry or instance.
 """

@@ -119,3 +119,27 @@ class QueryError(RegistryError, ValueError):
     """A query that cannot run as given: a value the database cannot take (a NUL character, a
     regular expression that does not compile, a search text too long), a ``get`` that names no
     record, or a database refusing the query's values."""
+
+
+# --- Census releases (ln.census) --------------------------------------------------------------
+
+
+class CensusError(RegistryError):
+    """A Census release cannot be opened or queried as asked."""
+
+
+class CensusVersionError(CensusError, ValueError):
+    """A Census version (tag or alias) that the registry or the release directory does not
+    know."""
+
+
+class CensusVersionRetractedError(CensusVersionError):
+    """A retracted Census version was asked for."""
+
+
+class CensusDirectoryNotFoundError(CensusError, LookupError):
+    """A bucket without a release directory (``cell-census/release.json``)."""
+
+
+class CensusQueryError(CensusError, ValueError):
+    """A Census query with an unknown organism, measurement, layer, column or filter."""

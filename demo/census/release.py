@@ -2,10 +2,11 @@
 
 ``build_release`` plans the release (or evolves the previous one), generates each dataset on a
 process pool, writes its ``.h5ad`` as the portal publishes it, streams its cells into the SOMA
-store, and finally writes ``demo_plan.json`` (what the next release evolves from). A local
-release is built in a hidden folder and renamed into place when complete; an S3 release is built
-in a temporary folder and uploaded. Unchanged datasets of a ``--previous`` release are copied
-(same bytes), not rewritten.
+store, writes ``demo_plan.json`` (what the next release evolves from), and finally adds the
+release to the bucket's release directory (``cell-census/release.json``, as the Census has
+it). A local release is built in a hidden folder and renamed into place when complete; an S3
+release is built in a temporary folder and uploaded. Unchanged datasets of a ``--previous``
+release are copied (same bytes), not rewritten.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ import pandas as pd
 
 from curation.tags import check_tag
 from demo.census.cells import gene_pool, generate_cells
+from demo.census.directory import update_release_directory
 from demo.census.h5ad import published_anndata, write_h5ad
 from demo.census.plan import DatasetPlan, ReleasePlan, next_release, plan_release
 from demo.census.soma import CensusPart, CensusWriter, census_part
 from demo.census.vocabulary import vocabulary
 from registry import storage_roots
+from registry.census_releases import DIRECTORY_KEY
 from registry.errors import RegistryError, UnknownStorageError
 from registry.progress import StepProgress
 from registry.s3_errors import describe_s3_error
@@ -222,6 +225,35 @@ class Destination:
             ) from exc
         return ReleasePlan.from_json(text)
 
+    def read_text(self, relative: str) -> str | None:
+        """The text of the file ``relative`` (to DEST), or None when there is none."""
+        if not self.is_s3:
+            path = Path(self.dest) / relative
+            return path.read_text() if path.is_file() else None
+        key = "/".join(p for p in (self.prefix, relative) if p)
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)
+        except self.client.exceptions.NoSuchKey:
+            return None
+        return body["Body"].read().decode()
+
+    def write_text(self, relative: str, text: str) -> None:
+        """Write the file ``relative`` (to DEST); a local file is replaced atomically."""
+        if self.is_s3:
+            key = "/".join(p for p in (self.prefix, relative) if p)
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=text.encode())
+            return
+        path = Path(self.dest) / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(text)
+        os.replace(partial, path)
+
+    @property
+    def region(self) -> str | None:
+        """The S3 region of the destination's client (None for a local folder)."""
+        return self.client.meta.region_name if self.is_s3 else None
+
     def remove(self, tag: str) -> None:
         """Delete release ``tag`` (for ``--overwrite``)."""
         if not self.is_s3:
@@ -300,6 +332,7 @@ def build_release(
     seed: int = 0,
     workers: int | None = None,
     overwrite: bool = False,
+    lts: bool = True,
     progress: StepProgress | None = None,
 ) -> ReleaseSummary:
     """Build release ``tag`` at ``dest`` (local folder or ``s3://bucket/prefix``).
@@ -309,11 +342,14 @@ def build_release(
             (``n_datasets`` and ``cells_per_dataset`` then come from it).
         workers: processes generating datasets (default: CPU count).
         overwrite: replace an existing release ``tag``.
+        lts: flag the release long-term stable in the release directory
+            (``DEST/cell-census/release.json``, which every build updates).
 
     Raises:
         InvalidTagError: ``tag`` or ``previous`` is not a valid release tag.
         DemoReleaseError: the release exists (without ``overwrite``), the previous release is
-            missing, or the destination cannot be written (checked before anything is built).
+            missing, the destination cannot be written (checked before anything is built), or
+            its release directory is not valid JSON.
     """
     started = time.perf_counter()
     report = progress or (lambda step, done, total: None)
@@ -345,6 +381,13 @@ def build_release(
     with target.staging(tag) as staging:
         written, copied = _write(plan, target, staging, previous_versions, workers, report)
         (staging / PLAN_FILE).write_text(plan.to_json())
+    try:
+        update_release_directory(target, tag, lts=lts)
+    except ValueError as exc:
+        raise DemoReleaseError(
+            f"Release {tag!r} was built, but the release directory {dest}/{DIRECTORY_KEY} is not "
+            f"valid JSON ({exc}): fix or delete it and build again with --overwrite."
+        ) from exc
     return ReleaseSummary(
         root=release_root(dest, tag),
         tag=tag,

@@ -17,7 +17,7 @@ import pandas as pd
 import tiledbsoma
 
 from registry.accessors.backends import backend_for
-from registry.accessors.base import ArtifactLike, Backend
+from registry.accessors.base import ArtifactLike
 from registry.accessors.cache import cache_artifact
 from registry.accessors.h5ad import AnnDataAccessor
 from registry.accessors.local import LocalBackend
@@ -118,7 +118,7 @@ def open_artifact(artifact: ArtifactLike) -> Any:
     kind = artifact_format(artifact)
     backend = backend_for(artifact.storage)
     if kind == "tiledbsoma":
-        return _open_soma(artifact, backend)
+        return open_soma_store(artifact)
     if kind != ".h5ad":
         raise UnsupportedAccessError(
             f"Cannot open() {_where(artifact)}: open() streams .h5ad files and tiledbsoma "
@@ -146,11 +146,33 @@ def open_artifact(artifact: ArtifactLike) -> Any:
     return AnnDataAccessor(file, name=backend.uri(artifact.key), reader=reader, remote=remote)
 
 
-def _open_soma(artifact: ArtifactLike, backend: Backend) -> Any:
+def open_soma_store(
+    artifact: ArtifactLike,
+    *,
+    tiledb_config: dict[str, Any] | None = None,
+    context: tiledbsoma.SOMATileDBContext | None = None,
+) -> Any:
+    """Open a TileDB-SOMA store artifact with its storage's settings (S3 endpoint, region,
+    signing, credentials).
+
+    Args:
+        tiledb_config: TileDB settings that override the storage's.
+        context: a context to start from; the storage's settings fill in what it does not set.
+
+    Raises:
+        ObjectNotFoundError: no store there. StorageAccessDeniedError, StorageError: it cannot be
+            read.
+    """
+    backend = backend_for(artifact.storage)
     uri = backend.uri(artifact.key)
     if backend.local_path(artifact.key) is not None:
         backend.stat(artifact.key)  # a clear error when the folder is missing
-    context = tiledbsoma.SOMATileDBContext(tiledb_config=backend.tiledb_config())
+    config = {**backend.tiledb_config(), **(tiledb_config or {})}
+    if context is None:
+        context = tiledbsoma.SOMATileDBContext(tiledb_config=config)
+    else:
+        given = context.tiledb_config
+        context = context.replace(tiledb_config={k: v for k, v in config.items() if k not in given})
     try:
         return tiledbsoma.open(uri, mode="r", context=context)
     except tiledbsoma.DoesNotExistError as exc:

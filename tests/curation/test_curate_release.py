@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 from django.db.models import Sum
 
 import curation.steps
+import registry as ln
 from curation.features import BY_NAME as FEATURES
 from demo.census.plan import KIDNEY_TITLE
 from demo.census.release import build_release
@@ -82,6 +83,8 @@ def test_registers_every_dataset_by_reference(bucket: Path, curation_db: object)
         assert artifact.storage.root == str(bucket)
     soma = Artifact.get(key=f"cell-census/{OLD}/soma")
     assert soma.otype == "tiledbsoma"
+    with ln.census.open_soma() as census:  # "stable" resolves through the curated store
+        assert census.uri == str(bucket / soma.key)
     assert soma.n_observations == sum(r["dataset_total_cell_count"] for r in rows.values())
     run = Run.filter(transform__key="curate_release").one()
     assert run.status == "completed"

@@ -3,6 +3,7 @@ store that ``cellxgene_census`` opens and queries like the real one (locally and
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -259,6 +260,16 @@ def test_release_on_s3_opens_with_cellxgene_census(s3_server: str, s3_bucket: st
     h5ads = {k for k in keys if k.startswith(f"mirror/cell-census/{NEW}/h5ads/")}
     assert len(h5ads) == second.n_datasets
     assert f"mirror/cell-census/{NEW}/{PLAN_FILE}" in keys
+    # the release directory, merged over both builds, with the bucket's region
+    body = client.get_object(Bucket=s3_bucket, Key="mirror/cell-census/release.json")["Body"]
+    directory = json.loads(body.read())
+    assert list(directory) == ["stable", "latest", NEW, OLD]
+    assert directory["stable"] == directory["latest"] == NEW
+    assert directory[OLD]["soma"] == {
+        "uri": f"{dest}/cell-census/{OLD}/soma/",
+        "relative_uri": f"/cell-census/{OLD}/soma/",
+        "s3_region": "us-east-1",
+    }
     storage = Storage(root=f"s3://{s3_bucket}/mirror", endpoint_url=s3_server)
     uri = f"{first.root}/soma/"
     with cellxgene_census.open_soma(uri=uri, tiledb_config=tiledb_config(storage)) as census:

@@ -3,11 +3,15 @@
 Writes ``DEST/cell-census/<tag>/h5ads/<dataset_id>.h5ad`` and ``DEST/cell-census/<tag>/soma/``
 (the Census SOMA layout), DEST being a local folder or ``s3://bucket/prefix`` (endpoint and
 credentials from the usual AWS variables, e.g. ``AWS_ENDPOINT_URL``). With ``--previous TAG``
-the new release evolves from release TAG at the same DEST. No database is touched.
+the new release evolves from release TAG at the same DEST. Each build also adds its release to
+the release directory ``DEST/cell-census/release.json`` (the Census's ``release.json``: tags with
+their SOMA and h5ad locations and LTS flags, aliases ``latest`` and ``stable``), flagged LTS unless
+``--no-lts``. No database is touched.
 """
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -36,6 +40,12 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         parser.add_argument("--workers", type=int, default=None, help="processes (default: CPUs)")
         parser.add_argument("--overwrite", action="store_true", help="replace an existing tag")
+        parser.add_argument(
+            "--lts",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="flag the release long-term stable in cell-census/release.json (default: LTS)",
+        )
         parser.add_argument("--quiet", action="store_true", help="no progress, no summary")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -50,6 +60,7 @@ class Command(BaseCommand):
                     seed=options["seed"],
                     workers=options["workers"],
                     overwrite=options["overwrite"],
+                    lts=options["lts"],
                     progress=progress,
                 )
             except RegistryError as exc:  # a bad tag or destination, a missing previous release
