@@ -1,5 +1,6 @@
-"""``manage.py``'s guard rails: the instance's database is checked before a command uses it, and
-whatever goes wrong ends as one line on stderr (``error: ...``) and exit status 1.
+"""The guard rails of ``manage.py`` and of the ``cellregistry`` command line
+(:mod:`registry.cli`): the instance's database is checked before a command uses it, and whatever
+goes wrong ends as one line on stderr (``error: ...``) and exit status 1.
 
 - ``--instance NAME`` anywhere on the command line selects the instance
   (``$CELLREGISTRY_INSTANCE``).
@@ -12,6 +13,8 @@ whatever goes wrong ends as one line on stderr (``error: ...``) and exit status 
   (:mod:`registry.database_errors`), an S3 error (:mod:`registry.s3_errors`) — is printed by
   :func:`explain` as one line. ``CELLREGISTRY_TRACEBACK=1`` (or Django's ``--traceback``) shows the
   traceback instead.
+- ``cellregistry`` runs the management commands through :func:`run_command`: their own options,
+  usage errors in one line (:func:`usage_error`, exit status 2), the same checks and errors.
 """
 
 from __future__ import annotations
