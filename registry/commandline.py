@@ -140,7 +140,7 @@ def check_database(
     from registry.connection import create_embedded_if_missing
 
     entry = connections.settings[alias]
-    if entry["ENGINE"].endswith("sqlite3") and entry["NAME"] != ":memory:":
+    if entry["ENGINE"].endswith("sqlite3") and not instances.is_in_memory(entry["NAME"]):
         path = Path(instances.sqlite_path(entry["NAME"]))
         if alias == "default" and entry.get("INSTANCE") == instances.EMBEDDED_NAME:
             create_embedded_if_missing()

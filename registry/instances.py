@@ -320,6 +320,12 @@ def read_only_connection(entry: dict) -> dict:
     return {**entry, "OPTIONS": options}
 
 
+def is_in_memory(name: str) -> bool:
+    """Whether a SQLite ``NAME`` setting is an in-memory database (``:memory:``, or a
+    ``file:...?mode=memory`` URI such as the test database of pytest-django)."""
+    return name == ":memory:" or (name.startswith("file:") and "mode=memory" in name)
+
+
 def sqlite_path(name: str) -> str:
     """The file behind a SQLite ``NAME`` setting (a path, or a ``file:`` URI)."""
     if name.startswith("file:"):

@@ -144,9 +144,13 @@ def test_every_cellregistry_command_of_the_readme_exists() -> None:
 
 
 @pytest.mark.django_db
-def test_info_counts_the_records_of_every_registry(capsys: pytest.CaptureFixture) -> None:
+def test_info_counts_the_records_of_every_registry(
+    capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """In-process, on the suite's database (SQLite or PostgreSQL): the synthetic registry."""
+    monkeypatch.chdir(tmp_path)
     assert main(["info"]) == 0
+    assert list(tmp_path.iterdir()) == [tmp_path / "home"]  # nothing made for an in-memory db
     shown = fields(capsys.readouterr().out)
     counts = dict(record_counts("default"))
     assert counts["Artifact"] == Artifact.objects.count() >= N_ARTIFACTS
