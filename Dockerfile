@@ -16,4 +16,4 @@ COPY demo ./demo
 RUN pip install .
 
 EXPOSE 8000
-CMD ["sh", "-c", "python manage.py migrate --no-input && python manage.py runserver --insecure 0.0.0.0:8000"]
+CMD ["sh", "-c", "python manage.py migrate --no-input && exec cellregistry serve --host 0.0.0.0 --port 8000"]

@@ -1,5 +1,6 @@
-"""``manage.py``'s guard rails: the instance's database is checked before a command uses it, and
-whatever goes wrong ends as one line on stderr (``error: ...``) and exit status 1.
+"""The guard rails of ``manage.py`` and of the ``cellregistry`` command line
+(:mod:`registry.cli`): the instance's database is checked before a command uses it, and whatever
+goes wrong ends as one line on stderr (``error: ...``) and exit status 1.
 
 - ``--instance NAME`` anywhere on the command line selects the instance
   (``$CELLREGISTRY_INSTANCE``).
@@ -12,16 +13,25 @@ whatever goes wrong ends as one line on stderr (``error: ...``) and exit status 
   (:mod:`registry.database_errors`), an S3 error (:mod:`registry.s3_errors`) — is printed by
   :func:`explain` as one line. ``CELLREGISTRY_TRACEBACK=1`` (or Django's ``--traceback``) shows the
   traceback instead.
+- ``cellregistry`` runs the management commands through :func:`run_command`: their own options,
+  usage errors in one line (:func:`usage_error`, exit status 2), the same checks and errors.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import enum
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from registry.errors import RegistryError
+
+if TYPE_CHECKING:
+    from django.core.management import BaseCommand
 
 TRACEBACK_VARIABLE = "CELLREGISTRY_TRACEBACK"
 #: options that only print help or a version: never blocked by the database
@@ -73,14 +83,21 @@ def pop_instance_option(argv: list[str]) -> list[str]:
     return argv
 
 
-def database_need(name: str) -> DatabaseNeed:
-    """What the command ``name`` needs of the default instance's database (Django set up)."""
+def load_command(name: str) -> BaseCommand | None:
+    """The management command ``name`` (Django set up), or ``None`` if there is none."""
     from django.core.management import BaseCommand, get_commands, load_command_class
 
     app = get_commands().get(name)
-    if app is None:  # not a command: Django says so
+    if app is None:
+        return None
+    return app if isinstance(app, BaseCommand) else load_command_class(app, name)
+
+
+def database_need(name: str) -> DatabaseNeed:
+    """What the command ``name`` needs of the default instance's database (Django set up)."""
+    command = load_command(name)
+    if command is None:  # not a command: Django says so
         return DatabaseNeed.NONE
-    command = app if isinstance(app, BaseCommand) else load_command_class(app, name)
     declared = getattr(command, "database_needs", None)
     if declared is not None:
         return declared
@@ -123,7 +140,7 @@ def check_database(
     from registry.connection import create_embedded_if_missing
 
     entry = connections.settings[alias]
-    if entry["ENGINE"].endswith("sqlite3") and entry["NAME"] != ":memory:":
+    if entry["ENGINE"].endswith("sqlite3") and not instances.is_in_memory(entry["NAME"]):
         path = Path(instances.sqlite_path(entry["NAME"]))
         if alias == "default" and entry.get("INSTANCE") == instances.EMBEDDED_NAME:
             create_embedded_if_missing()
@@ -172,6 +189,63 @@ def wants_traceback(argv: list[str]) -> bool:
     return os.environ.get(TRACEBACK_VARIABLE, "") not in {"", "0"} or "--traceback" in argv
 
 
+def usage_error(prog: str, message: str) -> NoReturn:
+    """A command line that does not parse: one line on stderr and exit status 2 (argparse's)."""
+    sys.stderr.write(f"{prog}: error: {one_line(message)} (see `{prog} --help`)\n")
+    sys.exit(2)
+
+
+def add_instance_option(parser: argparse.ArgumentParser) -> None:
+    """Give ``parser`` the ``--instance NAME`` option (if it has none of its own)."""
+    with contextlib.suppress(argparse.ArgumentError):  # the command defines it already
+        parser.add_argument(
+            "--instance",
+            metavar="NAME",
+            help="the instance to work on (default: $CELLREGISTRY_INSTANCE, else the default "
+            "of instances.toml, else the embedded instance)",
+        )
+
+
+def run_command(name: str, args: list[str], prog: str, subcommand: str) -> None:
+    """Run the management command ``name`` with its own options ``args``, as ``prog
+    subcommand`` (e.g. ``cellregistry curate`` for ``curate_release``).
+
+    The arguments are parsed first (``--help`` and usage errors end here, a usage error as one
+    line with exit status 2), then the database the command needs is checked, then the command
+    runs as ``manage.py`` runs it (a ``CommandError`` ends as ``CommandError: ...``, exit status
+    1). ``--instance NAME`` must already be taken out of ``args`` (:func:`pop_instance_option`):
+    it chooses the settings Django is set up with.
+    """
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "registry.settings")
+    django.setup()
+    command = load_command(name)
+    if command is None:
+        raise LookupError(f"no management command {name!r}")
+    parser = command.create_parser(prog, subcommand)
+    parser.error = lambda message: usage_error(parser.prog, message)
+    add_instance_option(parser)  # for --help; its value is in $CELLREGISTRY_INSTANCE already
+    parser.parse_args(args)
+    check_database(database_need(name), command=name)
+    command.run_from_argv([prog, subcommand, *args])
+
+
+@contextlib.contextmanager
+def errors_in_one_line(argv: list[str]) -> Iterator[None]:
+    """An error :func:`explain` knows ends as ``error: <one line>`` on stderr and exit status
+    1; any other error (a bug) keeps its traceback, as does every error with
+    ``$CELLREGISTRY_TRACEBACK`` or ``--traceback`` in ``argv``."""
+    try:
+        yield
+    except Exception as exc:
+        message = None if wants_traceback(argv) else explain(exc)
+        if message is None:
+            raise
+        sys.stderr.write(f"error: {message}\n")
+        sys.exit(1)
+
+
 def run(argv: list[str]) -> None:
     """Set Django up, check the database the command needs, run the command."""
     import django
@@ -189,11 +263,5 @@ def main(argv: list[str]) -> None:
     stderr and exit status 1."""
     argv = pop_instance_option(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "registry.settings")
-    try:
+    with errors_in_one_line(argv):
         run(argv)
-    except Exception as exc:
-        message = None if wants_traceback(argv) else explain(exc)
-        if message is None:
-            raise
-        sys.stderr.write(f"error: {message}\n")
-        sys.exit(1)

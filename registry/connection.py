@@ -40,7 +40,7 @@ def create_embedded_if_missing() -> None:
     entry = connections.settings["default"]
     if entry.get("INSTANCE") != instances.EMBEDDED_NAME or not entry["ENGINE"].endswith("sqlite3"):
         return
-    if entry.get("READ_ONLY") or entry["NAME"] == ":memory:":  # never made for a reader
+    if entry.get("READ_ONLY") or instances.is_in_memory(entry["NAME"]):  # not for a reader
         return
     path = Path(entry["NAME"])
     if path.exists():

@@ -17,6 +17,10 @@ class InvalidDatabaseURLError(RegistryError, ValueError):
     """A database URL that cannot be used."""
 
 
+class InvalidInstanceNameError(RegistryError, ValueError):
+    """An instance name with characters that names of files and config keys cannot take."""
+
+
 class InstanceConnectionError(RegistryError, ConnectionError):
     """The database of an instance cannot be reached."""
 

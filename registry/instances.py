@@ -17,7 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from registry.errors import InstanceNotFoundError, InvalidDatabaseURLError
+from registry.errors import (
+    InstanceNotFoundError,
+    InvalidDatabaseURLError,
+    InvalidInstanceNameError,
+)
 
 EMBEDDED_NAME = "default"
 #: what a read-only PostgreSQL session is started with (libpq ``options``)
@@ -151,7 +155,8 @@ def get_instance(name: str) -> InstanceConfig:
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise InstanceNotFoundError(
         f"Unknown instance {name!r}.{hint} Known instances: {', '.join(sorted(configs))} "
-        f"(from {config_path()}). Create it with registry.init({name!r}, db=..., storage=...)."
+        f"(from {config_path()}). Create it with registry.init({name!r}, db=..., storage=...) "
+        f"or `cellregistry init {name} --db ... --storage ...`."
     )
 
 
@@ -178,6 +183,11 @@ def set_default(name: str) -> None:
     _write(data)
 
 
+def stored_default() -> str | None:
+    """The default instance recorded in instances.toml (``[settings] default``), if any."""
+    return _read().get("settings", {}).get("default")
+
+
 def default_instance() -> InstanceConfig:
     """The instance to use when none is named.
 
@@ -185,11 +195,7 @@ def default_instance() -> InstanceConfig:
     ``$CELLREGISTRY_INSTANCE``, then ``[settings] default`` of instances.toml, then the
     embedded instance. ``$DATABASE_URL`` replaces the chosen instance's database.
     """
-    name = (
-        _selected
-        or os.environ.get("CELLREGISTRY_INSTANCE")
-        or _read().get("settings", {}).get("default")
-    )
+    name = _selected or os.environ.get("CELLREGISTRY_INSTANCE") or stored_default()
     config = get_instance(name) if name else embedded_config()
     url = os.environ.get("DATABASE_URL")
     if url:
@@ -206,7 +212,7 @@ def select(name: str | None) -> None:
 def validate_name(name: str) -> None:
     """Instance names are used in file names and config keys: keep them plain."""
     if not _NAME_PATTERN.match(name):
-        raise ValueError(
+        raise InvalidInstanceNameError(
             f"Invalid instance name {name!r}: use letters, digits and '_', '-', '.', '/' "
             "(e.g. 'mylab' or 'laminlabs/cellxgene')."
         )
@@ -312,6 +318,12 @@ def read_only_connection(entry: dict) -> dict:
         return {**entry, "NAME": f"file:{quote(entry['NAME'])}?mode=ro", "OPTIONS": options}
     options["options"] = " ".join(filter(None, [options.get("options"), PG_READ_ONLY_OPTION]))
     return {**entry, "OPTIONS": options}
+
+
+def is_in_memory(name: str) -> bool:
+    """Whether a SQLite ``NAME`` setting is an in-memory database (``:memory:``, or a
+    ``file:...?mode=memory`` URI such as the test database of pytest-django)."""
+    return name == ":memory:" or (name.startswith("file:") and "mode=memory" in name)
 
 
 def sqlite_path(name: str) -> str:

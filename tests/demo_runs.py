@@ -1,8 +1,10 @@
-"""Running ``manage.py`` in subprocesses, and the one full demo build a test session shares.
+"""Running ``manage.py`` and ``cellregistry`` in subprocesses, and the one full demo build a test
+session shares.
 
-The full demo takes about a minute, so it is built once per test session: two ``manage.py demo``
-processes started together on a fresh ``CELLREGISTRY_HOME`` (the concurrent case of issue 9:
-one builds, the other says that one is running and waits). ``tests/test_demo_command.py`` checks
+The full demo takes about a minute, so it is built once per test session: ``cellregistry demo``
+and ``manage.py demo`` started together on a fresh ``CELLREGISTRY_HOME`` (the concurrent case of
+issue 9: one builds, the other says that one is running and waits; both ways of starting the demo
+end alike). ``tests/test_demo_command.py`` checks
 what both printed; ``tests/test_readme.py`` runs the README's examples on the instance they built.
 Neither writes into the ``demo`` instance afterwards (other instances in the same home are fine).
 
@@ -54,6 +56,11 @@ def manage_command(*args: str) -> list[str]:
     return [sys.executable, str(REPO / "manage.py"), *args]
 
 
+def cli_command(*args: str) -> list[str]:
+    """The command line of ``cellregistry ARGS`` (as ``python -m registry.cli ARGS``)."""
+    return [sys.executable, "-m", "registry.cli", *args]
+
+
 def run(home: Path, *args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
     """Run ``manage.py ARGS`` (or ``python -c CODE``) against ``home`` and wait for it."""
     return subprocess.run(
@@ -85,18 +92,18 @@ class ConcurrentDemo:
 _shared: ConcurrentDemo | None = None
 
 
-def start_together(home: Path, *args: str) -> list[subprocess.CompletedProcess]:
-    """Start two ``manage.py ARGS`` processes at once on ``home``; both, once finished."""
+def start_together(home: Path, *commands: list[str]) -> list[subprocess.CompletedProcess]:
+    """Start the command lines ``commands`` at once on ``home``; all, once finished."""
     processes = [
         subprocess.Popen(
-            manage_command(*args),
+            command,
             cwd=REPO,
             env=child_env(home),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(2)
+        for command in commands
     ]
     finished = []
     for process in processes:
@@ -112,7 +119,7 @@ def shared_demo(base: Path) -> ConcurrentDemo:
     global _shared
     if _shared is None:
         home = base / "demo-home"
-        first, second = start_together(home, "demo")
+        first, second = start_together(home, cli_command("demo"), manage_command("demo"))
         builder, waiter = (second, first) if WAITING in first.stderr else (first, second)
         _shared = ConcurrentDemo(home=home, builder=builder, waiter=waiter)
     return _shared

@@ -3,12 +3,13 @@ its newcomer commands ("Curate into an instance of your own") run as written.
 
 Convention: every ```` ```python ```` block of README.md is executed, in the order of the file,
 in one fresh Python process with one shared namespace (like the cells of a notebook), against the
-demo instance that ``python manage.py demo`` built in a temporary ``CELLREGISTRY_HOME`` (the
+demo instance that ``cellregistry demo`` built in a temporary ``CELLREGISTRY_HOME`` (the
 session's shared build, see ``tests/demo_runs.py``); the working directory is a temporary folder.
 A block whose fence is preceded by the line ``<!-- skip-test -->`` is not run: use it only for
 examples that need outside services (a remote PostgreSQL server, an S3 bucket). The one
 ```` ```bash ```` block preceded by ``<!-- newcomer-test -->`` is run by ``bash -e`` in an empty
-folder holding only ``.venv`` and ``manage.py`` (links to this checkout's), with a fresh home.
+folder holding only ``.venv`` and ``manage.py`` (links to this checkout's), with a fresh home; it
+needs the ``cellregistry`` console script in the venv (``pip install -e .`` installs it).
 Other fences (bash, toml, text) are never run. A failing block fails the test with the block's
 README line, its code and the traceback.
 
@@ -151,7 +152,7 @@ def test_a_failing_block_fails_with_its_line_and_traceback(tmp_path: Path) -> No
 def test_readme_states_the_install_and_test_commands() -> None:
     head = README.read_text()[:3000]
     assert "python3 -m venv .venv" in head
-    assert "pip install -e . && .venv/bin/python manage.py demo" in head
+    assert "pip install -e . && .venv/bin/cellregistry demo" in head
     assert "bash scripts/test" in README.read_text()[:6000]
 
 
@@ -174,6 +175,8 @@ def test_readme_newcomer_commands_curate_into_an_instance_of_ones_own(tmp_path: 
     (script,) = [
         b for b in fenced_blocks(README.read_text(), "bash") if b.marker == NEWCOMER_MARKER
     ]
+    if not (Path(sys.prefix) / "bin" / "cellregistry").exists():
+        pytest.fail(f"no cellregistry console script in {sys.prefix}: run `pip install -e .`")
     home, folder = tmp_path / "home", newcomer_folder(tmp_path / "checkout")
     done = subprocess.run(
         ["bash", "-e", "-c", script.code],
@@ -185,6 +188,7 @@ def test_readme_newcomer_commands_curate_into_an_instance_of_ones_own(tmp_path: 
     )
     assert done.returncode == 0, f"README line {script.line}:\n{done.stdout}\n{done.stderr}"
     assert "Mature kidney dataset: immune" in done.stdout
+    assert "instance  mylab (read-write; chosen by the default of" in done.stdout
     roots = run(
         home,
         "-c",
