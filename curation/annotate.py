@@ -484,9 +484,7 @@ def chunk_tasks(
             features = tuple(_present_features(obs.schema.names, obs.uri))
             for start in range(low, high + 1, chunk_rows):
                 stop = min(start + chunk_rows - 1, high)
-                yield ChunkTask(
-                    obs.uri, tiledb_config, start, stop, features, organism_id, combine
-                )
+                yield ChunkTask(obs.uri, tiledb_config, start, stop, features, organism_id, combine)
 
 
 def scan_store(

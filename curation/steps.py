@@ -570,8 +570,9 @@ def cells(context: Context) -> dict[str, Any]:
 
 def _release_store(context: Context) -> Artifact:
     """The release's SOMA store artifact (registered by the soma step)."""
+    root = context.manifest.root
     return Artifact.objects.db_manager(context.using).get(
-        storage=context.storage, key=context.manifest.root.soma_key, version=context.manifest.root.tag
+        storage=context.storage, key=root.soma_key, version=root.tag
     )
 
 

@@ -143,8 +143,9 @@ class CellsQuerySet(RegistryQuerySet):
         rows = self._selected().values_list(*paths).annotate(n=Sum("n_cells")).order_by()
         frame = pd.DataFrame(list(rows), columns=[*names, "n_cells"])
         frame["n_cells"] = frame["n_cells"].astype("int64")
-        return frame.sort_values(["n_cells", *names], ascending=[False, *[True] * len(names)])\
-            .reset_index(drop=True)
+        return frame.sort_values(
+            ["n_cells", *names], ascending=[False, *[True] * len(names)]
+        ).reset_index(drop=True)
 
     def _group_path(self, name: str) -> str:
         if name == DATASET:
@@ -227,9 +228,7 @@ class CellsQuerySet(RegistryQuerySet):
             conditions.append(f"is_primary_data == {primary.pop()}")
         for name in self._constrained_fields():
             if name in TERM_FIELDS and name != "organism":
-                values = set(
-                    selected.values_list(f"{name}__ontology_id", flat=True).distinct()
-                )
+                values = set(selected.values_list(f"{name}__ontology_id", flat=True).distinct())
                 column = f"{name}_ontology_term_id"
             elif name in VALUE_FIELDS:
                 values = set(selected.values_list(name, flat=True).distinct())
@@ -317,13 +316,12 @@ class CellsQuerySet(RegistryQuerySet):
 
     def _organism_name(self, census: Any) -> str:
         """The experiment of the selection's organism (its name under census_data)."""
-        organisms = set(
-            self._selected().values_list("organism__ontology_id", flat=True).distinct()
-        )
+        organisms = set(self._selected().values_list("organism__ontology_id", flat=True).distinct())
         if len(organisms) > 1:
+            named = ", ".join(sorted(map(str, organisms)))
             raise CellsSelectionError(
-                f"The selection spans {len(organisms)} organisms ({', '.join(sorted(map(str, organisms)))}): "
-                "filter one, e.g. organism__name='human'."
+                f"The selection spans {len(organisms)} organisms ({named}): filter one, e.g. "
+                "organism__name='human'."
             )
         table = census["census_info"]["organisms"].read().concat().to_pandas()
         by_id = dict(zip(table["organism_ontology_term_id"], table["organism"], strict=True))
@@ -341,9 +339,7 @@ def _listed(values: list[Any]) -> str:
 
 def _curated_tags(stores: models.QuerySet, summarized: models.QuerySet) -> str:
     tags = [
-        s.version
-        for s in stores.order_by("version")
-        if summarized.filter(release_id=s.pk).exists()
+        s.version for s in stores.order_by("version") if summarized.filter(release_id=s.pk).exists()
     ]
     if not tags:
         return "No release has a cell summary yet: curate one first."
