@@ -93,8 +93,8 @@ FEATURES: tuple[CuratedFeature, ...] = (
     CuratedFeature("sex", "phenotypes", "Phenotype", required=True),
     CuratedFeature("suspension_type", "ulabels", "ULabel", "SuspensionType"),
     CuratedFeature("tissue_type", "ulabels", "ULabel", "TissueType"),
-    # not in the cell summary: it would multiply its rows (figures in bench/RESULTS.md)
-    CuratedFeature("donor_id", "ulabels", "ULabel", "Donor", summarized=False),
+    # in the cell summary too: it adds few rows (figures in bench/RESULTS.md, "Cells")
+    CuratedFeature("donor_id", "ulabels", "ULabel", "Donor"),
 )
 #: the same, by name
 BY_NAME: dict[str, CuratedFeature] = {feature.name: feature for feature in FEATURES}

@@ -250,9 +250,7 @@ class CellsQuerySet(RegistryQuerySet):
 
         def visit(key: str) -> None:
             path = resolve_path(self.model, key)[0]
-            name = path.split(LOOKUP_SEP)[0]
-            if name.endswith("_id"):
-                name = name[: -len("_id")]
+            name = self.model._meta.get_field(path.split(LOOKUP_SEP)[0]).name  # cell_type_id
             if name not in names:
                 names.append(name)
 

@@ -5,7 +5,7 @@ release's SOMA store artifact) share one value of every summarized obs feature
 (``curation.features.SUMMARIZED``) and one ``is_primary_data``. Ontology features are foreign
 keys to their registries, NULL where the value names no term (``unknown``, ``na``, or several
 terms ``"A || B"``: such a cell counts once, in no term, as in a Census obs filter on the term
-id); ``suspension_type`` and ``tissue_type`` are short strings as obs has them.
+id); ``suspension_type``, ``tissue_type`` and ``donor_id`` are strings as obs has them.
 
 Summing ``n_cells`` over a selection of rows gives its cells: ``ln.Cells`` (see
 :mod:`ontologies.cells`) answers "how many cells of T cell or any subtype in lung, by dataset"
@@ -36,7 +36,7 @@ TERM_FIELDS: dict[str, str] = {
     "sex": "ontologies.Phenotype",
 }
 #: the fields holding obs values as they are
-VALUE_FIELDS: tuple[str, ...] = ("suspension_type", "tissue_type")
+VALUE_FIELDS: tuple[str, ...] = ("suspension_type", "tissue_type", "donor_id")
 
 
 def _term(target: str) -> models.ForeignKey:
@@ -77,6 +77,7 @@ class Cells(Record):
     sex = _term(TERM_FIELDS["sex"])
     suspension_type = models.CharField(max_length=32, blank=True, default="")
     tissue_type = models.CharField(max_length=32, blank=True, default="")
+    donor_id = models.CharField(max_length=255, blank=True, default="")
     is_primary_data = models.BooleanField()
     n_cells = models.BigIntegerField()
 

@@ -80,10 +80,11 @@ def test_counts_equal_a_pandas_count_over_the_h5ads(bucket: Path, curation_db: l
     cells = ln.Cells.filter()
     assert cells.count() == len(obs)
     by = ["dataset", *(f"{c[: -len('_ontology_term_id')]}__ontology_id" for c in TERM_COLUMNS)]
-    by += ["suspension_type", "tissue_type", "is_primary_data"]
+    by += ["suspension_type", "tissue_type", "donor_id", "is_primary_data"]
     ours = cells.summarize(by=by)
-    columns = ["dataset_id", *TERM_COLUMNS, "suspension_type", "tissue_type", "is_primary_data"]
-    theirs = obs.astype({"suspension_type": str, "tissue_type": str}).copy()
+    columns = ["dataset_id", *TERM_COLUMNS, "suspension_type", "tissue_type", "donor_id"]
+    columns.append("is_primary_data")
+    theirs = obs.astype({"suspension_type": str, "tissue_type": str, "donor_id": str}).copy()
     for column in TERM_COLUMNS:  # no term: unknown, na and several terms "A || B"
         theirs[column] = theirs[column].where(
             ~theirs[column].isin(NO_TERM) & ~theirs[column].str.contains("||", regex=False)
@@ -174,6 +175,8 @@ def test_bad_inputs_are_named(bucket: Path, curation_db: ln.DB) -> None:
         ln.Cells.filter(cell_typ__name="T cell").count()
     with pytest.raises(UnknownFieldError, match=r"Cannot summarize by 'donor'.*cell_type"):
         ln.Cells.filter().summarize(by=["dataset", "donor"])
+    with pytest.raises(UnknownFieldError, match="n_cell"):
+        ln.Cells.filter(n_cell__gt=3).summarize()
     with pytest.raises(Exception, match="at least one field"):
         ln.Cells.filter().summarize(by=[])
     with pytest.raises(CellsSelectionError, match="without a self_reported_ethnicity term"):
