@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.db import models
-from django.db.models import Q, Sum
+from django.db.models import Exists, OuterRef, Q, Sum
 from django.db.models.constants import LOOKUP_SEP
 
 from registry.errors import QueryError, RegistryError, UnknownFieldError
@@ -90,12 +90,14 @@ class CellsQuerySet(RegistryQuerySet):
                 f"Artifact {self._release.uid} ({self._release.key}) has no cell summary: it is "
                 f"not a curated release's SOMA store. {_curated_tags(stores, summarized)}"
             )
-        candidates = stores.order_by("-version", "-id")
+        # one query: the newest store (of the tag, if named) that has summary rows
+        summarized_store = summarized.filter(release_id=OuterRef("pk"))
+        candidates = stores.filter(Exists(summarized_store)).order_by("-version", "-id")
         if self._release is not None:
             candidates = candidates.filter(version=str(self._release))
-        for store in candidates:
-            if summarized.filter(release_id=store.pk).exists():
-                return store
+        store = candidates.first()
+        if store is not None:
+            return store
         if self._release is not None:
             raise ReleaseError(
                 f"No curated release {self._release!r} with a cell summary. "
@@ -336,9 +338,8 @@ def _listed(values: list[Any]) -> str:
 
 
 def _curated_tags(stores: models.QuerySet, summarized: models.QuerySet) -> str:
-    tags = [
-        s.version for s in stores.order_by("version") if summarized.filter(release_id=s.pk).exists()
-    ]
+    curated = stores.filter(Exists(summarized.filter(release_id=OuterRef("pk"))))
+    tags = list(curated.order_by("version").values_list("version", flat=True))
     if not tags:
         return "No release has a cell summary yet: curate one first."
     return f"Releases with a cell summary: {', '.join(tags)}."
