@@ -10,9 +10,9 @@ timed step by step), per backend:
   untimed), then a pandas group-by. Both answers must be equal (the bench stops otherwise);
 - the summary table's rows and bytes (table and indexes: SQLite ``dbstat``, PostgreSQL
   ``pg_relation_size``), and their extrapolation to the real LTS release (162 M cells);
-- ``to_anndata`` of a selection of about 1% of the cells (the human cell type whose cells are
-  closest to 1%, with all its subtypes), with the bytes TileDB reads (``Context.VFS.
-  read_byte_num``: all of the query, and the X part alone) against the X array's bytes on disk.
+- ``to_anndata`` of a selection of about 1% of the human cells (see
+  :func:`one_percent_selection`), with the bytes the process reads (``rchar``: all of the call,
+  and the X part alone) against the X array's bytes on disk.
 
 Once per run (no database): the rows of the summary with and without ``donor_id`` (a pandas
 group-by over the store's obs, which must equal the rows curation wrote) and how rows grow with
@@ -187,25 +187,35 @@ def table_bytes(alias: str) -> dict[str, int]:
 
 def one_percent_selection() -> tuple[Any, str]:
     """About 1% of the human cells: the issue's question (primary T cells of lung) when it
-    holds 0.5-2% of them, else the human tissue whose cells are closest to 1%."""
+    holds 0.5-2% of them; else, of the human cells of one disease, tissue, assay or development
+    stage holding 0.5-2%, the one whose datasets hold the fewest cells (X is stored dataset by
+    dataset: a selection spread over many datasets reads many tiles)."""
     import registry as ln
 
     human = {"organism__ontology_id": "NCBITaxon:9606"}
-    total = ln.Cells.filter(**human).count()
+    datasets = ln.Cells.filter(**human).summarize(by=["dataset"])
+    total = int(datasets["n_cells"].sum())
+    size = dict(zip(datasets["dataset"], datasets["n_cells"], strict=True))
     t_cells = ln.bionty.CellType.get(name=CELL_TYPE).descendants(include_self=True)
     question = ln.Cells.filter(
         cell_type__in=t_cells, tissue__name=TISSUE, is_primary_data=True, **human
     )
-    if 0.005 <= question.count() / total <= 0.02:
+    share = question.count() / total
+    if 0.005 <= share <= 0.02:
         return question, f"primary human {CELL_TYPE} or any subtype, in {TISSUE}"
-    by_tissue = ln.Cells.filter(**human).summarize(by=["tissue__ontology_id", "tissue"])
-    by_tissue["distance"] = (by_tissue["n_cells"] / total - SELECTION_FRACTION).abs()
-    best = by_tissue.sort_values("distance").iloc[0]
-    selection = ln.Cells.filter(tissue__ontology_id=best["tissue__ontology_id"], **human)
-    return (
-        selection,
-        f"human cells of {best['tissue']} (the issue's question: "
-        f"{question.count() / total:.2%} of the human cells)",
+    candidates = []
+    for field in ("disease", "tissue", "assay", "development_stage"):
+        path = f"{field}__ontology_id"
+        frame = ln.Cells.filter(**human).summarize(by=[path, "dataset"]).dropna()
+        for term, group in frame.groupby(path):
+            fraction = group["n_cells"].sum() / total
+            spread = sum(size[d] for d in group["dataset"]) / total
+            candidates.append((not 0.005 <= fraction <= 0.02, spread, field, term, fraction))
+    _, spread, field, term, fraction = min(candidates)
+    selection = ln.Cells.filter(**{f"{field}__ontology_id": term}, **human)
+    return selection, (
+        f"human cells of {field} {term} ({fraction:.2%} of the human cells, in datasets holding "
+        f"{spread:.2%}; the issue's question holds {share:.2%})"
     )
 
 
@@ -214,43 +224,38 @@ def x_bytes_on_disk(store: Path, organism: str = "homo_sapiens") -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def vfs_read_bytes() -> int:
-    import tiledbsoma
-
-    counters: dict[str, int] = {}
-    for entry in tiledbsoma.tiledbsoma_stats_as_py():
-        for name, value in entry.get("counters", {}).items():
-            counters[name] = counters.get(name, 0) + int(value)
-    return counters.get("Context.VFS.read_byte_num", 0)
+def bytes_read() -> int:
+    """Bytes this process has read so far (``rchar`` of /proc/self/io: every read call)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == "rchar":
+            return int(value)
+    raise SystemExit("/proc/self/io has no rchar: bytes read cannot be measured here.")
 
 
 def to_anndata_figures(store: Path, uri: str, config: dict[str, str]) -> dict[str, Any]:
     """``to_anndata`` of about 1% of the human cells: time, cells, and the bytes read."""
     import tiledbsoma
 
+    from ontologies.cells import _read_frame, _read_rows
+
     selection, name = one_percent_selection()
     expected = selection.count()
-    tiledbsoma.tiledbsoma_stats_enable()
-    tiledbsoma.tiledbsoma_stats_reset()
+    before = bytes_read()
     started = time.perf_counter()
     adata = selection.to_anndata()
     seconds = time.perf_counter() - started
-    total_read = vfs_read_bytes()
-    # X alone: the same cells' rows of X, read after their joinids are known
-    value_filter = selection.obs_value_filter()
+    total_read = bytes_read() - before
+    # X alone: the selection's rows of X, read as to_anndata reads them
     context = tiledbsoma.SOMATileDBContext(tiledb_config=config)
     with tiledbsoma.open(uri, context=context) as census:
         experiment = census["census_data"]["homo_sapiens"]
-        with experiment.axis_query(
-            "RNA", obs_query=tiledbsoma.AxisQuery(value_filter=value_filter)
-        ) as query:
-            query.obs_joinids()
-            query.var_joinids()
-            tiledbsoma.tiledbsoma_stats_reset()
-            nnz = sum(len(t) for t in query.X("raw").tables())
-            x_read = vfs_read_bytes()
+        obs = _read_frame(experiment.obs, selection.obs_value_filter(), ["soma_joinid"])
+        var = _read_frame(experiment.ms["RNA"].var, None, ["soma_joinid"])
+        before = bytes_read()
+        matrix = _read_rows(experiment.ms["RNA"].X["raw"], obs["soma_joinid"].to_numpy(), var)
+        x_read = bytes_read() - before
         n_human = experiment.obs.count
-    tiledbsoma.tiledbsoma_stats_disable()
     x_disk = x_bytes_on_disk(store)
     if adata.n_obs != expected:
         raise SystemExit(f"to_anndata gave {adata.n_obs} cells, count() {expected}.")
@@ -258,7 +263,7 @@ def to_anndata_figures(store: Path, uri: str, config: dict[str, str]) -> dict[st
         "selection": name,
         "cells": int(adata.n_obs),
         "fraction_of_human_cells": round(adata.n_obs / n_human, 4),
-        "nnz": nnz,
+        "nnz": int(matrix.nnz),
         "seconds": round(seconds, 3),
         "x_bytes_on_disk": x_disk,
         "bytes_read_total": total_read,
@@ -496,8 +501,9 @@ def main() -> None:
         "ln_cells": "CellType.get + descendants + Cells.filter + summarize, all timed",
         "census_scan": "obs.read(value_filter) of every experiment + pandas group-by; the "
         "subtype id list computed and the store opened untimed",
-        "bytes_read": "tiledbsoma stats Context.VFS.read_byte_num; x: X rows of the selection "
-        "read after its joinids are known",
+        "bytes_read": "rchar of /proc/self/io around the call (every byte the process read: "
+        "obs, var, X, the database); x: the X rows of the selection alone, read as to_anndata "
+        "reads them",
     }
     report.finish(result)
 

@@ -142,12 +142,12 @@ class CellsQuerySet(RegistryQuerySet):
         if not names:
             raise QueryError("summarize(by=[...]) needs at least one field, e.g. by=['dataset'].")
         paths = [self._group_path(name) for name in names]
-        rows = self._selected().values_list(*paths).annotate(n=Sum("n_cells")).order_by()
-        frame = pd.DataFrame(list(rows), columns=[*names, "n_cells"])
-        frame["n_cells"] = frame["n_cells"].astype("int64")
-        return frame.sort_values(
-            ["n_cells", *names], ascending=[False, *[True] * len(names)]
-        ).reset_index(drop=True)
+        grouped = self._selected().values_list(*paths).annotate(n=Sum("n_cells"))
+        rows = list(grouped.order_by("-n", *paths))  # most cells first, ties by the groups
+        columns = list(zip(*rows, strict=True)) if rows else [()] * (len(names) + 1)
+        data = {name: columns[i] for i, name in enumerate(names)}
+        data["n_cells"] = pd.array(columns[-1], dtype="int64")
+        return pd.DataFrame(data, columns=[*names, "n_cells"])
 
     def _group_path(self, name: str) -> str:
         if name == DATASET:
@@ -291,18 +291,19 @@ class CellsQuerySet(RegistryQuerySet):
             CellsSelectionError: the selection spans several organisms, or it is not a
                 conjunction of field conditions (the store returned another number of cells).
         """
-        import tiledbsoma
+        import anndata
 
         expected = self.count()
         value_filter = self.obs_value_filter()
         with self._open_store() as census:
             experiment = census["census_data"][self._organism_name(census)]
-            with experiment.axis_query(
-                "RNA",
-                obs_query=tiledbsoma.AxisQuery(value_filter=value_filter),
-                var_query=tiledbsoma.AxisQuery(value_filter=var_value_filter),
-            ) as query:
-                adata = query.to_anndata(X_name=X_name, column_names={"obs": obs_column_names})
+            obs = _read_frame(experiment.obs, value_filter, obs_column_names)
+            rna = experiment.ms["RNA"]
+            var = _read_frame(rna.var, var_value_filter, None)
+            matrix = _read_rows(rna.X[X_name], obs["soma_joinid"].to_numpy(), var)
+        obs.index = obs["soma_joinid"].astype(str).to_numpy()
+        var.index = var["soma_joinid"].astype(str).to_numpy()
+        adata = anndata.AnnData(X=matrix, obs=obs, var=var)
         if adata.n_obs != expected:
             raise CellsSelectionError(
                 f"The SOMA store returned {adata.n_obs} cells for the selection, the summary "
@@ -331,6 +332,48 @@ class CellsQuerySet(RegistryQuerySet):
         if organism not in by_id:
             raise CellsSelectionError(f"The release's SOMA store has no experiment of {organism}.")
         return str(by_id[organism])
+
+
+#: X is read in groups of rows within spans of this many joinids (a TileDB read of points far
+#: apart reads the tiles between them too; a span per read keeps reads to the tiles needed)
+ROW_SPAN = 2048
+
+
+def _read_frame(frame: Any, value_filter: str | None, columns: list[str] | None) -> pd.DataFrame:
+    """Rows of a SOMA dataframe matching ``value_filter`` (with soma_joinid), by joinid."""
+    if columns is not None and "soma_joinid" not in columns:
+        columns = ["soma_joinid", *columns]
+    table = frame.read(value_filter=value_filter, column_names=columns).concat()
+    return table.to_pandas().sort_values("soma_joinid", ignore_index=True)
+
+
+def _read_rows(matrix: Any, rows: Any, var: pd.DataFrame) -> Any:
+    """The CSR matrix of ``rows`` (sorted joinids) x the genes of ``var``, read span by span:
+    consecutive rows within :data:`ROW_SPAN` of each other go into one read."""
+    import numpy as np
+    import pyarrow as pa
+    import scipy.sparse
+
+    columns = var["soma_joinid"].to_numpy()
+    shape = (len(rows), len(columns))
+    if not len(rows) or not len(columns):
+        return scipy.sparse.csr_matrix(shape, dtype=np.float32)
+    every_gene = len(columns) == matrix.shape[1]
+    starts = np.flatnonzero(np.diff(rows // ROW_SPAN, prepend=-2) > 1)  # new span groups
+    ends = [*starts[1:], len(rows)]
+    parts = []
+    for start, end in zip(starts.tolist(), ends, strict=True):
+        coords = (
+            (pa.array(rows[start:end]),)
+            if every_gene
+            else (pa.array(rows[start:end]), pa.array(columns))
+        )
+        parts.extend(matrix.read(coords=coords).tables())
+    table = pa.concat_tables(parts)
+    i = np.searchsorted(rows, table.column("soma_dim_0").to_numpy())
+    j = np.searchsorted(columns, table.column("soma_dim_1").to_numpy())
+    data = table.column("soma_data").to_numpy()
+    return scipy.sparse.csr_matrix((data, (i, j)), shape=shape)
 
 
 def _listed(values: list[Any]) -> str:
