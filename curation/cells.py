@@ -101,4 +101,6 @@ def write_summary(
                 head + ", ".join([placeholder] * len(part)),
                 [value for row in part for value in row],
             )
+        if db.vendor == "postgresql":  # the planner's statistics, for the queries right away
+            cursor.execute(f"ANALYZE {quote(model._meta.db_table)}")
     return len(rows)

@@ -70,7 +70,7 @@ class CellsQuerySet(RegistryQuerySet):
             clone = self._clone()
             clone._release = release
             return clone._filter_or_exclude(negate, args, kwargs) if args or kwargs else clone
-        return super()._filter_or_exclude(negate, args, kwargs)
+        return super()._filter_or_exclude(negate, args, _terms_listed(kwargs))
 
     # --- the release ----------------------------------------------------------------------
     def release_artifact(self) -> models.Model:
@@ -332,6 +332,22 @@ class CellsQuerySet(RegistryQuerySet):
         if organism not in by_id:
             raise CellsSelectionError(f"The release's SOMA store has no experiment of {organism}.")
         return str(by_id[organism])
+
+
+def _terms_listed(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``cell_type__in=<a queryset of terms>`` with the terms' keys listed (one small query
+    first): PostgreSQL plans the hierarchy subquery of ``descendants()`` as a semi-join rerun
+    for every summary row, listed keys are one index range each."""
+    listed = {}
+    for key, value in kwargs.items():
+        if (
+            key.endswith("__in")
+            and isinstance(value, models.QuerySet)
+            and not value.query.values_select
+        ):
+            value = list(value.values_list("pk", flat=True))
+        listed[key] = value
+    return listed
 
 
 #: X is read in groups of rows within spans of this many joinids (a TileDB read of points far
