@@ -90,14 +90,14 @@ class CellsQuerySet(RegistryQuerySet):
                 f"Artifact {self._release.uid} ({self._release.key}) has no cell summary: it is "
                 f"not a curated release's SOMA store. {_curated_tags(stores, summarized)}"
             )
-        # one query: the newest store (of the tag, if named) that has summary rows
-        summarized_store = summarized.filter(release_id=OuterRef("pk"))
-        candidates = stores.filter(Exists(summarized_store)).order_by("-version", "-id")
+        # the newest store (of the tag, if named) that has summary rows; stores are few and
+        # each check is one index probe (an EXISTS over all stores PostgreSQL plans as a scan)
+        candidates = stores.order_by("-version", "-id")
         if self._release is not None:
             candidates = candidates.filter(version=str(self._release))
-        store = candidates.first()
-        if store is not None:
-            return store
+        for store in candidates:
+            if summarized.filter(release_id=store.pk).exists():
+                return store
         if self._release is not None:
             raise ReleaseError(
                 f"No curated release {self._release!r} with a cell summary. "

@@ -40,10 +40,18 @@ VALUE_FIELDS: tuple[str, ...] = ("suspension_type", "tissue_type", "donor_id")
 
 
 def _term(target: str) -> models.ForeignKey:
-    # no index of its own: the table's composite indexes serve the queries, and terms are
-    # not deleted while a summary names them
+    # no index of its own: the table's composite indexes serve the queries. No database
+    # constraint either: curation writes keys it has just read from the registry, and nine
+    # constraint triggers per row would make the bulk write of a release several times slower
+    # on PostgreSQL; deleting a term a summary names is still refused (PROTECT, by Django).
     return models.ForeignKey(
-        target, on_delete=models.PROTECT, related_name="+", null=True, blank=True, db_index=False
+        target,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        db_index=False,
+        db_constraint=False,
     )
 
 
