@@ -4,8 +4,9 @@ the annotate step counted (:data:`curation.annotate.Combinations`).
 One row per (dataset, ``is_primary_data``, value of each summarized feature) with its cells.
 Ontology values become term keys (none for ``unknown``/``na``, several terms ``"A || B"`` and
 terms the registry lacks — the latter are reported by the register step); free-text features
-keep their value. The release's rows are replaced as a whole, in one transaction, with
-multi-row INSERTs (building model instances would cost more than the database work).
+keep their value. The release's rows are replaced as a whole, in one transaction, with COPY on
+PostgreSQL and multi-row INSERTs on SQLite (building model instances would cost more than the
+database work).
 """
 
 from __future__ import annotations
@@ -95,12 +96,18 @@ def write_summary(
     chunk = max(1, INSERT_PARAMETERS // len(columns))
     with transaction.atomic(using=using), db.cursor() as cursor:
         model.objects.db_manager(using).filter(release_id=release.pk).delete()
+        if db.vendor == "postgresql":  # COPY: ten times faster than INSERTs of many rows
+            names = ", ".join(quote(c) for c in columns)
+            statement = f"COPY {quote(model._meta.db_table)} ({names}) FROM STDIN"
+            with cursor.cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(f"ANALYZE {quote(model._meta.db_table)}")  # the planner's figures
+            return len(rows)
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             cursor.execute(
                 head + ", ".join([placeholder] * len(part)),
                 [value for row in part for value in row],
             )
-        if db.vendor == "postgresql":  # the planner's statistics, for the queries right away
-            cursor.execute(f"ANALYZE {quote(model._meta.db_table)}")
     return len(rows)
