@@ -22,8 +22,8 @@ skips the steps recorded done, reading their outputs back:
 4. ``collections`` and ``soma`` — versioned collections and the SOMA store artifact
    (:mod:`curation.collections`).
 5. ``cells`` — the release's cell-level summary (``ln.Cells``): cells per dataset and combination
-   of obs labels, counted by the annotate step's scan (:mod:`curation.cells`). A run resumed
-   after ``annotate`` counts them again (the combinations are too many to keep on the Run).
+   of obs labels, counted by the annotate step's scan (:mod:`curation.cells`) and kept in its
+   output (compact: every string once), so a resumed run reads them back.
 6. ``verify`` — every artifact's counts equal the manifest, every dataset linked for the required
    ontology features.
 
@@ -407,6 +407,7 @@ def annotate(context: Context) -> dict[str, Any]:
     context.combinations = combinations
     wanted = {row.dataset_id for row in context.rows}
     return {
+        "combinations": _combinations_json(combinations),
         "datasets": len(counts),
         "counts": {d: _counts_json(c) for d, c in counts.items() if d in wanted},
         "problems": [p.as_dict() for p in problems],
@@ -441,6 +442,30 @@ def _count_release(
         if per_file is not None:
             counts[row.dataset_id] = per_file
     return counts, combinations, problems
+
+
+def _combinations_json(combinations: Combinations) -> dict[str, list]:
+    """The combinations, compact for the Run: every string once, rows of indexes and counts."""
+    strings: dict[str, int] = {}
+    rows = []
+    for (dataset_id, primary, *values), n in combinations.items():
+        keys = [strings.setdefault(v, len(strings)) for v in (dataset_id, *values)]
+        rows.append([*keys, int(primary), n])
+    return {"strings": list(strings), "rows": rows}
+
+
+def _combinations_of(context: Context) -> Combinations | None:
+    """The annotate step's combinations (read back from its output when the run resumed)."""
+    if context.combinations is not None:
+        return context.combinations
+    stored = context.outputs["annotate"].get("combinations")
+    if stored is None:  # a run begun before the annotate step recorded them
+        return None
+    strings = stored["strings"]
+    return {
+        (strings[dataset], bool(primary), *(strings[v] for v in values)): n
+        for dataset, *values, primary, n in stored["rows"]
+    }
 
 
 def _counts_json(counts: DatasetCounts) -> dict[str, dict[str, list[int]]]:
@@ -556,8 +581,8 @@ def soma(context: Context) -> dict[str, Any]:
 
 def cells(context: Context) -> dict[str, Any]:
     """The release's cell-level summary: one row per dataset and combination of obs labels."""
-    combinations = context.combinations
-    if combinations is None:  # a resumed run: annotate's pass is gone with its process
+    combinations = _combinations_of(context)
+    if combinations is None:  # recorded by an older annotate step: count them again
         _, combinations, _ = _count_release(context, "cells")
     release = _release_store(context)
     artifacts = {d: a.pk for d, a in _release_artifacts(context).items()}
