@@ -26,6 +26,11 @@ The values ``"unknown"`` and ``"na"`` (e.g. the ethnicity of mouse cells) are ke
 like any other value: they are no ontology terms, and whether to link them is the caller's
 decision.
 
+The same pass also counts the cell-level summary (:data:`Combinations`): the cells of each
+dataset per combination of the values of the summarized features (``features.SUMMARIZED``) and
+``is_primary_data``, from the codes already computed for the per-feature counts. Multi-valued
+values stay whole there (a cell of ``"A || B"`` is one cell, counted once).
+
 This module is Django-free: it runs in executor workers.
 """
 
@@ -48,6 +53,7 @@ from curation.features import (
     NAMES,
     OBS_FEATURES,
     PRIMARY_COLUMN,
+    SUMMARIZED,
     split_terms,
 )
 
@@ -77,6 +83,14 @@ class TermCount:
 DatasetCounts = dict[str, dict[str, TermCount]]
 #: (dataset id, feature, unsplit value) -> [cells, primary cells], while counting
 _Tally = dict[tuple[str, str, str], list[int]]
+#: (dataset id, is_primary_data, value of each summarized feature) -> cells: the cell-level
+#: summary. Values are as obs has them (term ids, unsplit); ``""`` for a feature a dataset's obs
+#: lacks (``tissue_general`` in an h5ad).
+Combinations = dict[tuple, int]
+#: where each summarized feature's value sits in a combination key
+SUMMARY_NAMES: tuple[str, ...] = tuple(f.name for f in SUMMARIZED)
+#: keys of combinations are compacted (renumbered) before they could pass this
+_KEY_LIMIT = 1 << 62
 
 
 def obs_column(feature: str) -> str:
@@ -159,14 +173,20 @@ def _pair_counts(
 
 
 def _tally_table(
-    table: pa.Table, features: Iterable[str], organism_id: str | None, tally: _Tally
+    table: pa.Table,
+    features: Iterable[str],
+    organism_id: str | None,
+    tally: _Tally,
+    combinations: Combinations | None = None,
 ) -> None:
-    """Add the counts of an Arrow table of obs rows (with ``dataset_id``) to ``tally``."""
+    """Add the counts of an Arrow table of obs rows (with ``dataset_id``) to ``tally`` (and its
+    combinations to ``combinations``, if given)."""
     if table.num_rows == 0:
         return
     datasets, dataset_ids, _ = _codes(table.column(DATASET_COLUMN), DATASET_COLUMN)
     datasets, used = _compact(datasets, len(dataset_ids))
-    _tally_codes(datasets, [dataset_ids[i] for i in used], table, features, organism_id, tally)
+    ids = [dataset_ids[i] for i in used]
+    _tally_codes(datasets, ids, table, features, organism_id, tally, combinations)
 
 
 def _tally_codes(
@@ -176,8 +196,10 @@ def _tally_codes(
     features: Iterable[str],
     organism_id: str | None,
     tally: _Tally,
+    combinations: Combinations | None = None,
 ) -> None:
-    """Add the counts of ``table``'s cells (dataset codes ``datasets``) to ``tally``."""
+    """Add the counts of ``table``'s cells (dataset codes ``datasets``) to ``tally``, and
+    their combinations to ``combinations`` (if given)."""
     groups = 2 * datasets + _primary(table)
     n_datasets = len(dataset_ids)
     columns: list[tuple[str, np.ndarray, list[str], bool]] = []
@@ -190,6 +212,8 @@ def _tally_codes(
         columns.append((feature, values, dictionary, complete))
     if organism_id is not None:
         columns.append(("organism", np.zeros(len(datasets), np.int64), [organism_id], True))
+    if combinations is not None:
+        _tally_combinations(groups, dataset_ids, columns, combinations)
     for feature, values, dictionary, complete in columns:
         compact = not complete and len(dictionary) > _COMPACT_ABOVE
         d, v, total, prim = _pair_counts(groups, n_datasets, values, len(dictionary), compact)
@@ -200,6 +224,48 @@ def _tally_codes(
             else:
                 entry[0] += t
                 entry[1] += p
+
+
+def _tally_combinations(
+    groups: np.ndarray,
+    dataset_ids: list[str],
+    columns: list[tuple[str, np.ndarray, list[str], bool]],
+    combinations: Combinations,
+) -> None:
+    """Add the cells per (dataset, primary, summarized values) of a batch to ``combinations``.
+
+    The codes of the columns are folded into one integer key per cell (renumbered whenever the
+    next column could overflow it); one ``numpy.unique`` counts the keys and gives a cell of
+    each, whose codes name the combination.
+    """
+    by_feature = {feature: (values, dictionary) for feature, values, dictionary, _ in columns}
+    key, size = groups.astype(np.int64, copy=False), 2 * len(dataset_ids)
+    for name in SUMMARY_NAMES:
+        if name not in by_feature:
+            continue
+        values, dictionary = by_feature[name]
+        n = max(len(dictionary), 1)
+        if size * n >= _KEY_LIMIT:
+            uniques, key = np.unique(key, return_inverse=True)
+            size = len(uniques)
+        key = key * n + values
+        size *= n
+    _, first, counts = np.unique(key, return_index=True, return_counts=True)
+    parts = [groups[first].tolist()]
+    for name in SUMMARY_NAMES:
+        if name in by_feature:
+            values, dictionary = by_feature[name]
+            parts.append([dictionary[code] for code in values[first].tolist()])
+        else:
+            parts.append([""] * len(first))
+    for group, *values, n in zip(*parts, counts.tolist(), strict=True):
+        combination = (dataset_ids[group >> 1], bool(group & 1), *values)
+        combinations[combination] = combinations.get(combination, 0) + n
+
+
+def _merge_combinations(into: Combinations, part: Combinations) -> None:
+    for combination, n in part.items():
+        into[combination] = into.get(combination, 0) + n
 
 
 def _primary(table: pa.Table | pd.DataFrame) -> np.ndarray:
@@ -268,7 +334,9 @@ def _merge(into: _Tally, part: _Tally) -> None:
 # --- one dataset's obs ------------------------------------------------------------------------
 
 
-def count_obs(obs: pd.DataFrame, organism_id: str) -> DatasetCounts:
+def count_obs(
+    obs: pd.DataFrame, organism_id: str, combinations: Combinations | None = None
+) -> DatasetCounts:
     """The counts of one dataset from its obs (e.g. ``artifact.open().obs`` of its h5ad).
 
     Args:
@@ -277,6 +345,8 @@ def count_obs(obs: pd.DataFrame, organism_id: str) -> DatasetCounts:
             may be missing: h5ads do not have it, then it is not counted).
         organism_id: the dataset's organism term id (``uns["organism_ontology_term_id"]``);
             every cell counts for it.
+        combinations: if given, the dataset's cell-level summary is added to it (with ``""``
+            as the dataset id).
 
     Raises:
         AnnotationError: a required column is missing or has empty values.
@@ -285,7 +355,7 @@ def count_obs(obs: pd.DataFrame, organism_id: str) -> DatasetCounts:
     tally: _Tally = {}
     if len(obs):
         datasets = np.zeros(len(obs), dtype=np.int64)
-        _tally_codes(datasets, [""], obs, features, organism_id, tally)
+        _tally_codes(datasets, [""], obs, features, organism_id, tally, combinations)
     return _finish(tally).get("", {})
 
 
@@ -316,11 +386,13 @@ class ChunkTask:
     stop: int
     features: tuple[str, ...]
     organism_id: str
+    combine: bool = False  # also count the cell-level summary
 
 
 @dataclass(frozen=True)
 class ChunkResult:
-    """The counts of one chunk: (dataset id, feature, unsplit value) -> [cells, primary].
+    """The counts of one chunk: (dataset id, feature, unsplit value) -> [cells, primary], and
+    its cell-level summary (when the task asked for it).
 
     ``cpu_seconds`` is the CPU time of the worker process (all its threads) on the chunk.
     """
@@ -328,6 +400,7 @@ class ChunkResult:
     n_rows: int
     tally: _Tally
     cpu_seconds: float = 0.0
+    combinations: Combinations | None = None
 
 
 def _context(tiledb_config: dict[str, str]):  # noqa: ANN202 - tiledbsoma is imported lazily
@@ -354,24 +427,28 @@ def scan_chunk(task: ChunkTask) -> ChunkResult:
     started = time.process_time()
     columns = [DATASET_COLUMN, PRIMARY_COLUMN, *(obs_column(f) for f in task.features)]
     tally: _Tally = {}
+    combinations: Combinations | None = {} if task.combine else None
     n_rows = 0
     try:
         with tiledbsoma.DataFrame.open(task.obs_uri, context=_context(task.tiledb_config)) as obs:
             batches = obs.read(coords=(slice(task.start, task.stop),), column_names=columns)
             for table in batches:  # several when a chunk exceeds the read buffers
                 n_rows += table.num_rows
-                _tally_table(table, task.features, task.organism_id, tally)
+                _tally_table(table, task.features, task.organism_id, tally, combinations)
     except AnnotationError as exc:
         raise AnnotationError(f"{task.obs_uri} rows {task.start}..{task.stop}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - TileDB and S3 raise several kinds
         raise AnnotationError(
             f"Cannot read rows {task.start}..{task.stop} of {task.obs_uri}: {exc}"
         ) from exc
-    return ChunkResult(n_rows, tally, time.process_time() - started)
+    return ChunkResult(n_rows, tally, time.process_time() - started, combinations)
 
 
-def chunk_tasks(uri: str, tiledb_config: dict[str, str], chunk_rows: int) -> Iterator[ChunkTask]:
-    """The chunks of every experiment of the store at ``uri`` (organisms from census_info)."""
+def chunk_tasks(
+    uri: str, tiledb_config: dict[str, str], chunk_rows: int, combine: bool = False
+) -> Iterator[ChunkTask]:
+    """The chunks of every experiment of the store at ``uri`` (organisms from census_info);
+    ``combine``: the tasks also count the cell-level summary."""
     import tiledbsoma
 
     if chunk_rows < 1:
@@ -407,7 +484,7 @@ def chunk_tasks(uri: str, tiledb_config: dict[str, str], chunk_rows: int) -> Ite
             features = tuple(_present_features(obs.schema.names, obs.uri))
             for start in range(low, high + 1, chunk_rows):
                 stop = min(start + chunk_rows - 1, high)
-                yield ChunkTask(obs.uri, tiledb_config, start, stop, features, organism_id)
+                yield ChunkTask(obs.uri, tiledb_config, start, stop, features, organism_id, combine)
 
 
 def scan_store(
@@ -416,6 +493,7 @@ def scan_store(
     executor: TaskExecutor,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Callable[[int, int], None] | None = None,
+    combinations: Combinations | None = None,
 ) -> dict[str, DatasetCounts]:
     """Counts of every dataset of every experiment of a Census-like SOMA store.
 
@@ -430,6 +508,8 @@ def scan_store(
         executor: where the chunks are counted (see :mod:`curation.executors`).
         chunk_rows: rows of obs per task.
         progress: called with (cells counted, cells in the store) after each chunk.
+        combinations: if given, the cell-level summary of every dataset is added to it (counted
+            in the same pass).
 
     Returns:
         dataset id -> feature -> value -> :class:`TermCount` (values split, see the module).
@@ -438,13 +518,16 @@ def scan_store(
         AnnotationError: the store cannot be opened, is not Census-like, or lacks a column.
     """
     tally: _Tally = {}
-    tasks = list(chunk_tasks(uri, tiledb_config, chunk_rows))  # a few: the store is closed
+    combine = combinations is not None
+    tasks = list(chunk_tasks(uri, tiledb_config, chunk_rows, combine))  # a few: store closed
     total = sum(task.stop - task.start + 1 for task in tasks)
     done = 0
     if progress:
         progress(0, total)
     for task, result in zip(tasks, executor.map(scan_chunk, tasks), strict=True):
         _merge(tally, result.tally)
+        if combinations is not None and result.combinations:
+            _merge_combinations(combinations, result.combinations)
         done += task.stop - task.start + 1
         if progress:
             progress(done, total)

@@ -38,6 +38,8 @@ class CuratedFeature:
         required: verification demands that every dataset is linked for it (unless all of its
             cells say ``unknown``/``na`` there).
         multi_valued: a cell may list several terms, ``"A || B"``.
+        summarized: a field of the cell-level summary (``ontologies.Cells``): the cells of every
+            dataset are counted per combination of the values of these features.
     """
 
     name: str
@@ -47,6 +49,7 @@ class CuratedFeature:
     source: str = OBS
     required: bool = False
     multi_valued: bool = False
+    summarized: bool = True
 
     @property
     def is_ontology(self) -> bool:
@@ -90,6 +93,7 @@ FEATURES: tuple[CuratedFeature, ...] = (
     CuratedFeature("sex", "phenotypes", "Phenotype", required=True),
     CuratedFeature("suspension_type", "ulabels", "ULabel", "SuspensionType"),
     CuratedFeature("tissue_type", "ulabels", "ULabel", "TissueType"),
+    # in the cell summary too: it adds few rows (figures in bench/RESULTS.md, "Cells")
     CuratedFeature("donor_id", "ulabels", "ULabel", "Donor"),
 )
 #: the same, by name
@@ -98,6 +102,8 @@ BY_NAME: dict[str, CuratedFeature] = {feature.name: feature for feature in FEATU
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 #: features read from obs columns (all but the per-dataset ones)
 OBS_FEATURES: tuple[CuratedFeature, ...] = tuple(f for f in FEATURES if f.source != DATASET)
+#: the features of the cell-level summary, in the order of its combinations
+SUMMARIZED: tuple[CuratedFeature, ...] = tuple(f for f in FEATURES if f.summarized)
 #: the column every cell needs besides the features
 PRIMARY_COLUMN = "is_primary_data"
 DATASET_COLUMN = "dataset_id"

@@ -21,7 +21,10 @@ skips the steps recorded done, reading their outputs back:
    the release no longer holds are removed (:mod:`curation.register`).
 4. ``collections`` and ``soma`` — versioned collections and the SOMA store artifact
    (:mod:`curation.collections`).
-5. ``verify`` — every artifact's counts equal the manifest, every dataset linked for the required
+5. ``cells`` — the release's cell-level summary (``ln.Cells``): cells per dataset and combination
+   of obs labels, counted by the annotate step's scan (:mod:`curation.cells`) and kept in its
+   output (compact: every string once), so a resumed run reads them back.
+6. ``verify`` — every artifact's counts equal the manifest, every dataset linked for the required
    ontology features.
 
 A run that fails or is interrupted is marked ``failed`` with the error; the next run of the same
@@ -43,7 +46,8 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from curation.annotate import DatasetCounts, TermCount, count_obs, scan_store
+from curation.annotate import Combinations, DatasetCounts, TermCount, count_obs, scan_store
+from curation.cells import write_summary
 from curation.collections import curate_collections, register_soma
 from curation.executors import check_executor, make_executor
 from curation.features import FEATURES, NO_TERM, OBS_FEATURES, PRIMARY_COLUMN
@@ -115,6 +119,8 @@ class Context:
     progress: StepProgress
     summary: CurationSummary
     outputs: dict[str, dict] = field(default_factory=dict)  # step name -> its output
+    #: the cell-level summary the annotate step counted (not kept on the Run)
+    combinations: Combinations | None = None
 
     def problems_of(self, step: str) -> list[Problem]:
         """The problems a step recorded in its output."""
@@ -395,32 +401,70 @@ def check_files(context: Context) -> dict[str, Any]:
 
 
 def annotate(context: Context) -> dict[str, Any]:
-    """Counts of every dataset: the store scan, plus per-file obs reads where it lacks one."""
+    """Counts of every dataset: the store scan, plus per-file obs reads where it lacks one; the
+    cell-level summary is counted in the same pass (kept on the context for the cells step)."""
+    counts, combinations, problems = _count_release(context, "annotate")
+    context.combinations = combinations
+    wanted = {row.dataset_id for row in context.rows}
+    return {
+        "combinations": _combinations_json(combinations),
+        "datasets": len(counts),
+        "counts": {d: _counts_json(c) for d, c in counts.items() if d in wanted},
+        "problems": [p.as_dict() for p in problems],
+    }
+
+
+def _count_release(
+    context: Context, step: str
+) -> tuple[dict[str, DatasetCounts], Combinations, list[Problem]]:
+    """The counts and combinations of every dataset (one scan of the store's obs, plus the obs of
+    each dataset it lacks), and the datasets that could not be counted."""
     manifest, storage = context.manifest, context.storage
     backend = backend_for(storage)
     uri = backend.uri(manifest.root.soma_key)
-    context.progress("annotate", 0, 1)
+    context.progress(step, 0, 1)
+    combinations: Combinations = {}
     pool = make_executor(context.executor, workers=context.workers, ray_address=context.ray_address)
     with pool:
         counts = scan_store(
             uri,
             backend.tiledb_config(),
             pool,
-            progress=lambda done, total: context.progress("annotate", done, total),
+            progress=lambda done, total: context.progress(step, done, total),
+            combinations=combinations,
         )
     problems: list[Problem] = []
     bad = context.outputs["check_files"]["bad"]
     for row in _with_files(context):
         if row.dataset_id in counts or row.dataset_id in bad:
             continue
-        per_file = _count_file(manifest, row, storage, problems)
+        per_file = _count_file(manifest, row, storage, problems, combinations)
         if per_file is not None:
             counts[row.dataset_id] = per_file
-    wanted = {row.dataset_id for row in context.rows}
+    return counts, combinations, problems
+
+
+def _combinations_json(combinations: Combinations) -> dict[str, list]:
+    """The combinations, compact for the Run: every string once, rows of indexes and counts."""
+    strings: dict[str, int] = {}
+    rows = []
+    for (dataset_id, primary, *values), n in combinations.items():
+        keys = [strings.setdefault(v, len(strings)) for v in (dataset_id, *values)]
+        rows.append([*keys, int(primary), n])
+    return {"strings": list(strings), "rows": rows}
+
+
+def _combinations_of(context: Context) -> Combinations | None:
+    """The annotate step's combinations (read back from its output when the run resumed)."""
+    if context.combinations is not None:
+        return context.combinations
+    stored = context.outputs["annotate"].get("combinations")
+    if stored is None:  # a run begun before the annotate step recorded them
+        return None
+    strings = stored["strings"]
     return {
-        "datasets": len(counts),
-        "counts": {d: _counts_json(c) for d, c in counts.items() if d in wanted},
-        "problems": [p.as_dict() for p in problems],
+        (strings[dataset], bool(primary), *(strings[v] for v in values)): n
+        for dataset, *values, primary, n in stored["rows"]
     }
 
 
@@ -443,9 +487,14 @@ def _counts_of(context: Context) -> dict[str, DatasetCounts]:
 
 
 def _count_file(
-    manifest: Manifest, row: DatasetRow, storage: Storage, problems: list[Problem]
+    manifest: Manifest,
+    row: DatasetRow,
+    storage: Storage,
+    problems: list[Problem],
+    combinations: Combinations,
 ) -> DatasetCounts | None:
-    """Counts of a dataset the store lacks, from its h5ad's obs (streamed, not downloaded)."""
+    """Counts of a dataset the store lacks, from its h5ad's obs (streamed, not downloaded); its
+    combinations are added to ``combinations``."""
     probe = Artifact(
         key=manifest.root.h5ad_key(row.h5ad_path), storage=storage, suffix=".h5ad", otype="AnnData"
     )
@@ -464,7 +513,11 @@ def _count_file(
     for column in absent:  # counted as "unknown": nothing is linked for that feature
         problems.append(Problem(row.dataset_id, "obs column missing", column))
         obs[column] = "unknown"
-    return count_obs(obs, organism)
+    own: Combinations = {}
+    counts = count_obs(obs, organism, own)
+    for (_, *rest), n in own.items():
+        combinations[(row.dataset_id, *rest)] = n
+    return counts
 
 
 def register(context: Context) -> dict[str, Any]:
@@ -526,6 +579,28 @@ def soma(context: Context) -> dict[str, Any]:
     return {"written": written}
 
 
+def cells(context: Context) -> dict[str, Any]:
+    """The release's cell-level summary: one row per dataset and combination of obs labels."""
+    combinations = _combinations_of(context)
+    if combinations is None:  # recorded by an older annotate step: count them again
+        _, combinations, _ = _count_release(context, "cells")
+    release = _release_store(context)
+    artifacts = {d: a.pk for d, a in _release_artifacts(context).items()}
+    vocab = resolve_terms(_counts_of(context).values(), context.using)
+    context.progress("cells", 0, 1)
+    rows = write_summary(release, artifacts, combinations, vocab, context.using)
+    context.progress("cells", 1, 1)
+    return {"rows": rows}
+
+
+def _release_store(context: Context) -> Artifact:
+    """The release's SOMA store artifact (registered by the soma step)."""
+    root = context.manifest.root
+    return Artifact.objects.db_manager(context.using).get(
+        storage=context.storage, key=root.soma_key, version=root.tag
+    )
+
+
 def verify(context: Context) -> dict[str, Any]:
     """Counts equal the manifest; every artifact linked for the required ontology features
     (unless all its cells say ``unknown``/``na`` there)."""
@@ -571,5 +646,6 @@ STEPS: tuple[Step, ...] = (
     Step("register", register, ("added", "unchanged", "revised", "removed")),
     Step("collections", collections, ("created", "revised", "unchanged", "removed")),
     Step("soma", soma, ("written",)),
+    Step("cells", cells, ("rows",)),
     Step("verify", verify, ("artifacts",)),
 )

@@ -34,7 +34,11 @@ _CORE_REGISTRIES = {
     "User",
 }
 
-__all__ = sorted(_INSTANCE_API | _CORE_REGISTRIES | {"ontologies", "bionty"})
+#: registries of apps over this one, by (app label, model): found through Django's app registry,
+#: so that importing this package imports none of them
+_APP_REGISTRIES = {"Cells": ("ontologies", "Cells")}
+
+__all__ = sorted(_INSTANCE_API | _CORE_REGISTRIES | set(_APP_REGISTRIES) | {"ontologies", "bionty"})
 
 
 def __getattr__(name: str) -> Any:
@@ -50,6 +54,13 @@ def __getattr__(name: str) -> Any:
         from django.apps import apps
 
         return apps.get_model("registry", name)
+    if name in _APP_REGISTRIES:  # ln.Cells
+        import registry.connection as connection
+
+        connection.setup()
+        from django.apps import apps
+
+        return apps.get_model(*_APP_REGISTRIES[name])
     if name.startswith("_"):
         raise AttributeError(name)
     if importlib.util.find_spec(f"{__name__}.{name}") is not None:  # a submodule

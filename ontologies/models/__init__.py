@@ -1,6 +1,7 @@
 """Ontology registries, their sources, their closure tables and their link tables to Artifact."""
 
 from ontologies.models.base import OntologyRecord, Source
+from ontologies.models.cells import Cells
 from ontologies.models.closure import (
     AssayClosure,
     CellTypeClosure,
@@ -60,6 +61,7 @@ __all__ = [
     "AssayClosure",
     "CellType",
     "CellTypeClosure",
+    "Cells",
     "DevelopmentalStage",
     "DevelopmentalStageClosure",
     "Disease",
