@@ -13,7 +13,6 @@ from demo import pipeline
 from demo.census.plan import KIDNEY_TITLE
 from demo.synthetic import STUDY_UID
 from ontologies.importers.guide import UNITS
-from tests.ontologies.conftest import fresh  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.usefixtures("isolated_instances")
 

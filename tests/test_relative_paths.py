@@ -22,7 +22,7 @@ import registry as ln
 from curation.manifest import ReleaseRoot
 from registry import instances
 from tests.demo_runs import run
-from tests.ontologies.conftest import FIXTURES, fresh  # noqa: F401 - the fixture
+from tests.ontologies.conftest import FIXTURES
 
 pytestmark = pytest.mark.usefixtures("isolated_instances")
 
