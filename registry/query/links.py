@@ -166,32 +166,36 @@ class LinkSubquery(RawSQL):
         sources = f"COUNT(DISTINCT {self.source_column})"
         return f"SELECT {sources} FROM {self.table} WHERE {self.condition}"
 
-    def estimated_rows(self, db: Any) -> float:
-        """Link rows this subquery selects, estimated from its table's rows per target value."""
-        table = self.through._meta.db_table
-        return len(self.params) * rows_per_value(db, table, self.target_name)
+    def estimated_rows(self, db: Any) -> int:
+        """Link rows this subquery selects, counted (from the index alone) and reused for
+        :data:`ESTIMATE_TTL` s: a plan choice, never an answer, rests on it."""
+        return planning_count(
+            db, f"SELECT COUNT(*) FROM {self.table} WHERE {self.condition}", self.params
+        )
 
 
-#: seconds an estimate of :func:`rows_per_value` is reused before it is read again
+#: seconds a count of :func:`planning_count` is reused before it is read again
 ESTIMATE_TTL = 300.0
-_rows_per_value: dict[tuple[str, str, str, str], tuple[float, float]] = {}
+#: counts kept at most (the oldest go first)
+ESTIMATE_ENTRIES = 4096
+_planning_counts: dict[tuple[Any, ...], tuple[int, float]] = {}
 
 
-def rows_per_value(db: Any, table: str, column: str) -> float:
-    """The average rows of ``table`` per distinct value of ``column`` on connection ``db``
-    (what ``ANALYZE`` would tell the planner), read at most every :data:`ESTIMATE_TTL` s."""
-    key = (db.alias, str(db.settings_dict.get("NAME")), table, column)
+def planning_count(db: Any, sql: str, params: tuple = ()) -> int:
+    """``sql`` (a ``SELECT COUNT(*)``) on connection ``db``, read at most every
+    :data:`ESTIMATE_TTL` s. For choosing a plan only: a count up to that old may be stale."""
+    key = (db.alias, str(db.settings_dict.get("NAME")), sql, params)
     now = time.monotonic()
-    cached = _rows_per_value.get(key)
+    cached = _planning_counts.get(key)
     if cached is not None and now - cached[1] < ESTIMATE_TTL:
         return cached[0]
-    quote = db.ops.quote_name
     with db.cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(*), COUNT(DISTINCT {quote(column)}) FROM {quote(table)}")
-        rows, distinct = cursor.fetchone()
-    estimate = rows / max(distinct, 1)
-    _rows_per_value[key] = (estimate, now)
-    return estimate
+        cursor.execute(sql, params)
+        (count,) = cursor.fetchone()
+    if len(_planning_counts) >= ESTIMATE_ENTRIES:
+        del _planning_counts[next(iter(_planning_counts))]
+    _planning_counts[key] = (int(count), now)
+    return int(count)
 
 
 def link_values(
@@ -271,6 +275,11 @@ def insert_links(through: type[models.Model], rows: Iterable[LinkRow], using: st
             cursor.execute(head + values + tail, [value for row in chunk for value in row])
 
 
+#: a link condition selecting more rows than this share of the filtered table does not drive a
+#: SQLite query that has other conditions (see :meth:`InLinkSubqueries._planned_sql`)
+DRIVER_MAX_FRACTION = 0.05
+
+
 class InLinkSubqueries:
     """A WHERE condition ``<table>.id IN (subquery) AND ...`` over link-table subqueries
     (:func:`link_subquery_sql`), added to a query's ``where`` without the ORM composing a lookup
@@ -288,21 +297,35 @@ class InLinkSubqueries:
         table = compiler.quote_name_unless_alias(self.alias)
         target = f"{table}.{connection.ops.quote_name(self.column)}"
         subqueries = self.subqueries
-        driven = connection.vendor == "sqlite" and len(subqueries) > 1
-        if driven and all(isinstance(subquery, LinkSubquery) for subquery in subqueries):
-            return self._driven_sql(target, connection)
+        planned = connection.vendor == "sqlite"
+        if planned and all(isinstance(subquery, LinkSubquery) for subquery in subqueries):
+            return self._planned_sql(target, compiler, connection)
         sql = " AND ".join(f"{target} IN ({subquery.sql})" for subquery in subqueries)
         return f"({sql})", [param for subquery in subqueries for param in subquery.params]
 
-    def _driven_sql(self, target: str, connection: Any) -> tuple[str, list[Any]]:
-        """SQLite: the subquery selecting the fewest link rows drives (``IN``), the others are
-        index probes (``EXISTS``). SQLite would otherwise build every ``IN`` list in full and
-        probe them all, which costs more than the answer as soon as one label is common."""
+    def _planned_sql(self, target: str, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        """SQLite, which plans an ``IN (subquery)`` as if it held a few rows: the subquery
+        selecting the fewest link rows drives (``IN``) and the others are index probes
+        (``EXISTS``, the most selective first). When that subquery is common (over
+        :data:`DRIVER_MAX_FRACTION` of the table) and the query has other conditions, every
+        link condition is a probe, so that SQLite can drive by an index of those conditions
+        (``created_by`` and ``size``) instead of reading thousands of link rows."""
         ordered = sorted(self.subqueries, key=lambda subquery: subquery.estimated_rows(connection))
-        driver, probes = ordered[0], ordered[1:]
-        parts = [f"{target} IN ({driver.sql})"] + [probe.exists_sql(target) for probe in probes]
+        fewest = ordered[0].estimated_rows(connection)
+        others = any(child is not self for child in compiler.query.where.children)
+        if others and fewest > DRIVER_MAX_FRACTION * self._table_rows(compiler, connection):
+            parts = [subquery.exists_sql(target) for subquery in ordered]
+        else:
+            parts = [f"{target} IN ({ordered[0].sql})"]
+            parts += [subquery.exists_sql(target) for subquery in ordered[1:]]
         params = [param for subquery in ordered for param in subquery.params]
         return f"({' AND '.join(parts)})", params
+
+    def _table_rows(self, compiler: Any, connection: Any) -> int:
+        table = compiler.query.alias_map[self.alias].table_name
+        return planning_count(
+            connection, f"SELECT COUNT(*) FROM {connection.ops.quote_name(table)}"
+        )
 
     def merged(self, other: InLinkSubqueries) -> InLinkSubqueries:
         """One condition with the subqueries of both (they filter the same table)."""
