@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.db import models
-from django.db.models import Exists, OuterRef, Q, Sum
+from django.db.models import Exists, OuterRef, Q, Subquery, Sum
 from django.db.models.constants import LOOKUP_SEP
 
 from registry.errors import QueryError, RegistryError, UnknownFieldError
@@ -55,6 +55,7 @@ class CellsQuerySet(RegistryQuerySet):
     """Summary rows of a selection of cells; see the module docstring."""
 
     _release: Any = None  # a tag or SOMA artifact named with filter(release=...)
+    _resolved_release: int | None = None  # the pk of its SOMA store, once looked up
 
     def _clone(self) -> CellsQuerySet:
         clone = super()._clone()
@@ -81,23 +82,35 @@ class CellsQuerySet(RegistryQuerySet):
         """
         from registry.models import Artifact
 
+        return Artifact.objects.db_manager(self.db).get(pk=self._release_pk())
+
+    def _release_pk(self) -> int:
+        """The primary key of :meth:`release_artifact`, in one query (kept by this selection:
+        its questions all ask about the same release)."""
+        from registry.models import Artifact
+
+        if self._resolved_release is not None:
+            return self._resolved_release
         stores = Artifact.objects.db_manager(self.db).filter(otype=Artifact.OType.TILEDBSOMA)
         summarized = self.model.objects.db_manager(self.db)
         if isinstance(self._release, Artifact):
-            if summarized.filter(release_id=self._release.pk).exists():
-                return self._release
-            raise ReleaseError(
-                f"Artifact {self._release.uid} ({self._release.key}) has no cell summary: it is "
-                f"not a curated release's SOMA store. {_curated_tags(stores, summarized)}"
-            )
-        # the newest store (of the tag, if named) that has summary rows; stores are few and
-        # each check is one index probe (an EXISTS over all stores PostgreSQL plans as a scan)
-        candidates = stores.order_by("-version", "-id")
+            if not summarized.filter(release_id=self._release.pk).exists():
+                raise ReleaseError(
+                    f"Artifact {self._release.uid} ({self._release.key}) has no cell summary: it "
+                    f"is not a curated release's SOMA store. {_curated_tags(stores, summarized)}"
+                )
+            self._resolved_release = self._release.pk
+            return self._resolved_release
+        # the newest store (of the tag, if named) that has summary rows: a first row looked up
+        # per store, one index probe each (an EXISTS PostgreSQL would plan as a scan)
+        first_row = summarized.filter(release_id=OuterRef("pk")).order_by().values("pk")[:1]
+        candidates = stores.alias(first_row=Subquery(first_row)).filter(first_row__isnull=False)
         if self._release is not None:
             candidates = candidates.filter(version=str(self._release))
-        for store in candidates:
-            if summarized.filter(release_id=store.pk).exists():
-                return store
+        found = list(candidates.order_by("-version", "-id").values_list("pk", flat=True)[:1])
+        if found:
+            self._resolved_release = found[0]
+            return self._resolved_release
         if self._release is not None:
             raise ReleaseError(
                 f"No curated release {self._release!r} with a cell summary. "
@@ -110,7 +123,7 @@ class CellsQuerySet(RegistryQuerySet):
 
     def _selected(self) -> CellsQuerySet:
         """This selection within its release (plain rows, no release left to resolve)."""
-        return super()._filter_or_exclude(False, (), {"release_id": self.release_artifact().pk})
+        return super()._filter_or_exclude(False, (), {"release_id": self._release_pk()})
 
     # --- questions ------------------------------------------------------------------------
     def count(self) -> int:  # type: ignore[override]
@@ -136,6 +149,7 @@ class CellsQuerySet(RegistryQuerySet):
         Raises:
             UnknownFieldError: a ``by`` entry names no field; the message lists them.
         """
+        import numpy as np
         import pandas as pd
 
         names = [by] if isinstance(by, str) else list(by)
@@ -146,7 +160,7 @@ class CellsQuerySet(RegistryQuerySet):
         rows = list(grouped.order_by("-n", *paths))  # most cells first, ties by the groups
         columns = list(zip(*rows, strict=True)) if rows else [()] * (len(names) + 1)
         data = {name: columns[i] for i, name in enumerate(names)}
-        data["n_cells"] = pd.array(columns[-1], dtype="int64")
+        data["n_cells"] = np.array(columns[-1], dtype=np.int64)
         return pd.DataFrame(data, columns=[*names, "n_cells"])
 
     def _group_path(self, name: str) -> str:
@@ -345,7 +359,7 @@ def _terms_listed(kwargs: dict[str, Any]) -> dict[str, Any]:
             and isinstance(value, models.QuerySet)
             and not value.query.values_select
         ):
-            value = list(value.values_list("pk", flat=True))
+            value = list(value.order_by().values_list("pk", flat=True))
         listed[key] = value
     return listed
 

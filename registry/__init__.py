@@ -70,7 +70,9 @@ def __getattr__(name: str) -> Any:
 
     models = connection.namespaces().get(namespace_name(name))  # ln.ontologies, ln.bionty
     if models is not None:
-        return connection.Namespace(None, models)
+        namespace = connection.Namespace(None, models)  # the default instance's, when used
+        globals()[name] = namespace  # built once: the registries of an app do not change
+        return namespace
     raise AttributeError(f"module 'registry' has no attribute {name!r}")
 
 

@@ -12,6 +12,8 @@ import cellxgene_census
 import pandas as pd
 import pytest
 from django.core.management import call_command
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
 
 import curation.steps
 import registry as ln
@@ -158,6 +160,12 @@ def test_a_query_names_its_release_or_takes_the_latest(bucket: Path, curation_db
     old, new = h5ad_obs(bucket, OLD), h5ad_obs(bucket, NEW)
     assert ln.Cells.filter().release_artifact().version == NEW
     assert ln.Cells.filter(is_primary_data=True).count() == int(new.is_primary_data.sum())
+    selection = ln.Cells.filter(is_primary_data=True)
+    with CaptureQueriesContext(connections[selection.db]) as queries:
+        assert selection.count() == int(new.is_primary_data.sum())
+        assert selection.summarize(by=["dataset"])["n_cells"].sum() == selection.count()
+    # the latest release is looked up once, in one query; then one query per question
+    assert len(queries) == 4, [query["sql"] for query in queries]
     pinned = ln.Cells.filter(release=OLD, is_primary_data=True)
     assert pinned.count() == int(old.is_primary_data.sum())
     assert set(pinned.summarize(by=["release"])["release"]) == {OLD}
