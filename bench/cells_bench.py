@@ -365,7 +365,7 @@ def backend_figures(
     import_guide(using=db.alias)
     log(f"{backend}: curate_release")
     started = time.perf_counter()
-    with _timed_steps() as step_seconds:
+    with common.timed_steps() as step_seconds:
         summary = steps.curate_release(source, using=db.alias, workers=args.workers)
     curate_s = time.perf_counter() - started
     root = ReleaseRoot.parse(source)
@@ -393,36 +393,6 @@ def backend_figures(
     if pg_url:
         common.drop_database(pg_url)
     return result
-
-
-class _timed_steps:
-    """Seconds of every curation step while the block runs (the steps wrapped)."""
-
-    def __enter__(self) -> dict[str, float]:
-        import dataclasses
-
-        from curation import steps
-
-        self.original = steps.STEPS
-        seconds: dict[str, float] = {}
-
-        def timed(step: steps.Step) -> steps.Step:
-            def run(context: steps.Context) -> dict[str, Any]:
-                started = time.perf_counter()
-                try:
-                    return step.run(context)
-                finally:
-                    seconds[step.name] = time.perf_counter() - started
-
-            return dataclasses.replace(step, run=run)
-
-        steps.STEPS = tuple(timed(step) for step in self.original)
-        return seconds
-
-    def __exit__(self, *exc: object) -> None:
-        from curation import steps
-
-        steps.STEPS = self.original
 
 
 def parse_args() -> argparse.Namespace:

@@ -4,6 +4,7 @@
   imported, so that a benchmark never reads or changes the user's instances or cache;
 - :func:`measure` / :func:`summarize`: timed repetitions after warm-ups, and their statistics
   (``n``, ``min``, ``median``, ``max``, ``mean`` and the raw ``values``);
+- :func:`timed_steps`: the seconds of each step of ``curation.steps.STEPS`` during a curation;
 - :func:`fresh_instance` / :func:`copy_instance`: new instances on SQLite or PostgreSQL (the
   PostgreSQL database is dropped first), and copies of a prepared one (a file copy, or
   ``CREATE DATABASE ... TEMPLATE``);
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -158,6 +160,32 @@ def measure(
         if i >= warmups:
             timing.seconds.append(elapsed)
     return timing
+
+
+@contextlib.contextmanager
+def timed_steps() -> Iterator[dict[str, float]]:
+    """Time every step of ``curation.steps.STEPS`` while the block runs: the steps are replaced
+    by wrappers that record their seconds (by step name) in the dict yielded."""
+    from curation import steps
+
+    seconds: dict[str, float] = {}
+
+    def timed(step: steps.Step) -> steps.Step:
+        def run(context: steps.Context) -> dict[str, Any]:
+            started = time.perf_counter()
+            try:
+                return step.run(context)
+            finally:
+                seconds[step.name] = time.perf_counter() - started
+
+        return dataclasses.replace(step, run=run)
+
+    original = steps.STEPS
+    steps.STEPS = tuple(timed(step) for step in original)
+    try:
+        yield seconds
+    finally:
+        steps.STEPS = original
 
 
 def same_in_every_repeat(name: str, values: Sequence[Any]) -> Any:

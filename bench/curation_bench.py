@@ -32,12 +32,9 @@ first (for quick checks: ``--datasets 20 --cells 200 --repeats 1``).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +47,6 @@ from bench import common  # noqa: E402
 
 if TYPE_CHECKING:
     import registry as ln
-    from curation import steps
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/cellregistry_curation_bench"
 REAL_CELLS = 162_000_000
@@ -59,32 +55,6 @@ LAMINDB_HOURS = 24
 BUILD_TAG = "2025-11-08"
 
 log = common.logger("curation-bench")
-
-
-@contextlib.contextmanager
-def timed_steps() -> Iterator[dict[str, float]]:
-    """Time every step of ``curation.steps.STEPS`` while the block runs: the steps are replaced
-    by wrappers that record their seconds (by step name) in the dict yielded."""
-    from curation import steps
-
-    seconds: dict[str, float] = {}
-
-    def timed(step: steps.Step) -> steps.Step:
-        def run(context: steps.Context) -> dict[str, Any]:
-            started = time.perf_counter()
-            try:
-                return step.run(context)
-            finally:
-                seconds[step.name] = time.perf_counter() - started
-
-        return dataclasses.replace(step, run=run)
-
-    original = steps.STEPS
-    steps.STEPS = tuple(timed(step) for step in original)
-    try:
-        yield seconds
-    finally:
-        steps.STEPS = original
 
 
 def scan_figures(uri: str, config: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
@@ -115,7 +85,7 @@ def curate_once(db: ln.DB, source: str, workers: int, noop_repeats: int) -> dict
     from curation import steps
 
     started = time.perf_counter()
-    with timed_steps() as step_seconds:
+    with common.timed_steps() as step_seconds:
         summary = steps.curate_release(source, using=db.alias, workers=workers)
     curate_s = time.perf_counter() - started
     expected = [step.name for step in steps.STEPS]
@@ -123,7 +93,7 @@ def curate_once(db: ln.DB, source: str, workers: int, noop_repeats: int) -> dict
         raise SystemExit(
             f"Timed steps {list(step_seconds)} of curate_release on instance {db.name!r} are not "
             f"curation.steps.STEPS {expected}: curate_release no longer runs the steps from "
-            "that module-level list, so update timed_steps() in bench/curation_bench.py."
+            "that module-level list, so update timed_steps() in bench/common.py."
         )
     noop = common.measure(
         lambda: steps.curate_release(source, using=db.alias, workers=workers), noop_repeats

@@ -15,6 +15,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.apps import apps
 from django.db import transaction
@@ -233,20 +234,26 @@ def label_sets(spec: ArtifactPlan, vocab: Vocabulary) -> list[tuple[str, str, li
     return [(curated.BY_NAME[name].relation, name, records[name]) for name in FEATURES]
 
 
-def _artifact(spec: ArtifactPlan, vocab: Vocabulary, index: int):  # noqa: ANN202
+def new_artifact(spec: ArtifactPlan, vocab: Vocabulary, index: int, **fields: Any):  # noqa: ANN201
+    """The unsaved ``Artifact`` of ``spec``, the ``index``-th of its release (its hash and
+    creation time); ``fields`` replace or add Artifact fields (e.g. ``key``, ``version``,
+    ``revises``)."""
     return _model("Artifact")(
-        key=spec.key,
-        storage=vocab.storage,
-        suffix=".h5ad",
-        otype="AnnData",
-        description=spec.description,
-        size=spec.size,
-        hash=f"{index:032x}",
-        hash_type="md5",
-        n_observations=spec.n_observations,
-        version=CENSUS_VERSIONS[-1],
-        created_by=vocab.users[spec.user],
-        created_at=timezone.now() - timedelta(minutes=index),
+        **{
+            "key": spec.key,
+            "storage": vocab.storage,
+            "suffix": ".h5ad",
+            "otype": "AnnData",
+            "description": spec.description,
+            "size": spec.size,
+            "hash": f"{index:032x}",
+            "hash_type": "md5",
+            "n_observations": spec.n_observations,
+            "version": CENSUS_VERSIONS[-1],
+            "created_by": vocab.users[spec.user],
+            "created_at": timezone.now() - timedelta(minutes=index),
+            **fields,
+        }
     )
 
 
@@ -265,7 +272,7 @@ def write_per_record(
     """
     artifacts = []
     for index, spec in enumerate(plan.artifacts):
-        artifact = _artifact(spec, vocab, index)
+        artifact = new_artifact(spec, vocab, index)
         artifact.save(using=using)
         labels = label_sets(spec, vocab)
         if via == "features":
@@ -298,7 +305,7 @@ def write_bulk(plan: Plan, vocab: Vocabulary, using: str = "default") -> list:
     artifact_model = _model("Artifact")
     with transaction.atomic(using=using):
         artifacts = artifact_model.objects.using(using).bulk_create(
-            [_artifact(spec, vocab, i) for i, spec in enumerate(plan.artifacts)]
+            [new_artifact(spec, vocab, i) for i, spec in enumerate(plan.artifacts)]
         )
         for relation, rows in _link_rows(artifacts, plan, vocab).items():
             insert_links(artifact_model.link_table(relation), rows, using)

@@ -136,23 +136,17 @@ def write(
             artifacts = []
             for position, d in enumerate(members):
                 dataset = plan.datasets[d]
-                previous = latest_of.get(d)
                 artifacts.append(
-                    artifact_model(
+                    synthetic.new_artifact(
+                        dataset,
+                        vocab,
+                        position,
                         uid=dataset.stem + random_uid(4),
                         key=f"cell-census/{tag}/h5ads/{dataset.stem}.h5ad",
-                        storage=vocab.storage,
-                        suffix=".h5ad",
-                        otype="AnnData",
-                        description=dataset.description,
-                        size=dataset.size,
                         hash=f"{r:04x}{d:028x}",
-                        hash_type="md5",
-                        n_observations=dataset.n_observations,
                         version=tag,
                         is_latest=True,
-                        revises=previous,
-                        created_by=vocab.users[dataset.user],
+                        revises=latest_of.get(d),
                         created_at=now - timedelta(days=len(plan.releases) - r, minutes=position),
                     )
                 )
