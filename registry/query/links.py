@@ -154,11 +154,14 @@ class LinkSubquery(RawSQL):
         self.target_name = through._meta.get_field(target).column
         super().__init__(f"SELECT {self.source_column} FROM {self.table} WHERE {condition}", params)
 
-    def exists_sql(self, outer: str) -> str:
-        """The condition "``outer`` is the source of a matching link row", as one index probe."""
+    def exists_sql(self, outer: str, fenced: bool = False) -> str:
+        """The condition "``outer`` is the source of a matching link row", as one index probe
+        per outer row. ``fenced`` (PostgreSQL) adds ``OFFSET 0``, which keeps the planner from
+        turning the probe back into a join over every matching link row."""
+        fence = " OFFSET 0" if fenced else ""
         return (
             f"EXISTS (SELECT 1 FROM {self.table} WHERE {self.source_column} = {outer} "
-            f"AND {self.condition})"
+            f"AND {self.condition}{fence})"
         )
 
     def count_sql(self) -> str:
@@ -297,27 +300,32 @@ class InLinkSubqueries:
         table = compiler.quote_name_unless_alias(self.alias)
         target = f"{table}.{connection.ops.quote_name(self.column)}"
         subqueries = self.subqueries
-        planned = connection.vendor == "sqlite"
-        if planned and all(isinstance(subquery, LinkSubquery) for subquery in subqueries):
+        if all(isinstance(subquery, LinkSubquery) for subquery in subqueries):
             return self._planned_sql(target, compiler, connection)
         sql = " AND ".join(f"{target} IN ({subquery.sql})" for subquery in subqueries)
         return f"({sql})", [param for subquery in subqueries for param in subquery.params]
 
     def _planned_sql(self, target: str, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
-        """SQLite, which plans an ``IN (subquery)`` as if it held a few rows: the subquery
-        selecting the fewest link rows drives (``IN``) and the others are index probes
-        (``EXISTS``, the most selective first). When that subquery is common (over
-        :data:`DRIVER_MAX_FRACTION` of the table) and the query has other conditions, every
-        link condition is a probe, so that SQLite can drive by an index of those conditions
-        (``created_by`` and ``size``) instead of reading thousands of link rows."""
+        """The subquery selecting the fewest link rows drives (``IN``; on PostgreSQL the two
+        fewest) and the others are index probes (``EXISTS``, the most selective first). When
+        that subquery is common (over :data:`DRIVER_MAX_FRACTION` of the table) and the query
+        has other conditions, every link condition is a probe, so that the database drives by
+        an index of those conditions (``created_by`` and ``size``) instead of reading thousands
+        of link rows.
+
+        Neither database can plan this alone: SQLite plans an ``IN (subquery)`` as if it held a
+        few rows, PostgreSQL estimates a label named through a subquery by the average label,
+        and spends longer planning the semi-joins of five conditions than running them."""
+        fenced = connection.vendor == "postgresql"
         ordered = sorted(self.subqueries, key=lambda subquery: subquery.estimated_rows(connection))
         fewest = ordered[0].estimated_rows(connection)
         others = any(child is not self for child in compiler.query.where.children)
         if others and fewest > DRIVER_MAX_FRACTION * self._table_rows(compiler, connection):
-            parts = [subquery.exists_sql(target) for subquery in ordered]
-        else:
-            parts = [f"{target} IN ({ordered[0].sql})"]
-            parts += [subquery.exists_sql(target) for subquery in ordered[1:]]
+            parts = [subquery.exists_sql(target, fenced) for subquery in ordered]
+        else:  # PostgreSQL joins the two rarest by hashing, faster than probing the second
+            drivers = 2 if fenced else 1
+            parts = [f"{target} IN ({subquery.sql})" for subquery in ordered[:drivers]]
+            parts += [subquery.exists_sql(target, fenced) for subquery in ordered[drivers:]]
         params = [param for subquery in ordered for param in subquery.params]
         return f"({' AND '.join(parts)})", params
 

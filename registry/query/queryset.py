@@ -113,7 +113,7 @@ class RegistryQuerySet(models.QuerySet):
         # conditions on one relation stay in one subquery (they apply to the same related row,
         # as in Django); the outer query gets no join, hence no duplicate rows
         subqueries = [self._relation_subquery(rel, group) for rel, group in many_groups.items()]
-        raw = [q for q in self._intersected(subqueries) if isinstance(q, RawSQL)]
+        raw = [q for q in subqueries if isinstance(q, RawSQL)]
         plain_args += [Q(pk__in=q) for q in subqueries if not isinstance(q, RawSQL)]
         clone = super()._filter_or_exclude(negate, tuple(plain_args), plain)
         if raw:  # plain SQL over link tables goes into the WHERE as it is
@@ -121,17 +121,6 @@ class RegistryQuerySet(models.QuerySet):
             condition = InLinkSubqueries(query.get_initial_alias(), model._meta.pk.column, raw)
             _add_link_condition(query.where, condition)
         return clone
-
-    def _intersected(self, subqueries: list[Any]) -> list[Any]:
-        """On PostgreSQL, several plain link-table subqueries become one INTERSECT: planning
-        six ``id IN (...)`` conditions costs the planner more than running them. (SQLite runs
-        the separate conditions faster.)"""
-        raw = [q for q in subqueries if isinstance(q, RawSQL)]
-        if len(raw) < 2 or connections[self.db].vendor != "postgresql":
-            return subqueries
-        sql = " INTERSECT ".join(f"({q.sql})" for q in raw)
-        params = tuple(p for q in raw for p in q.params)
-        return [RawSQL(sql, params)]
 
     def _resolve(self, path: str) -> ResolvedPath:
         """:func:`resolve_path`, letting annotations of this query through."""
