@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.db import models
+from django.db import connections, models
 from django.db.models import Exists, OuterRef, Q, Subquery, Sum
 from django.db.models.constants import LOOKUP_SEP
+from django.db.models.expressions import RawSQL
 
 from registry.errors import QueryError, RegistryError, UnknownFieldError
 from registry.query import RegistryQuerySet, resolve_path
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 #: ``summarize(by=...)`` names a dataset by its CELLxGENE dataset_id
 DATASET = "dataset"
 DATASET_PATH = "artifact__reference"
+#: the SQL of the newest curated SOMA store, by (database vendor, tag or None)
+_LATEST_STORE_SQL: dict[tuple[str, str | None], tuple[str, tuple]] = {}
 #: the obs filter of an empty selection
 NOTHING = "soma_joinid < 0"
 #: bytes per stored value of a CSR matrix in memory: float32 data + int32 column index
@@ -71,7 +74,9 @@ class CellsQuerySet(RegistryQuerySet):
             clone = self._clone()
             clone._release = release
             return clone._filter_or_exclude(negate, args, kwargs) if args or kwargs else clone
-        return super()._filter_or_exclude(negate, args, _terms_listed(kwargs))
+        if connections[self.db].vendor == "postgresql":
+            kwargs = _terms_listed(kwargs)
+        return super()._filter_or_exclude(negate, args, kwargs)
 
     # --- the release ----------------------------------------------------------------------
     def release_artifact(self) -> models.Model:
@@ -101,13 +106,10 @@ class CellsQuerySet(RegistryQuerySet):
                 )
             self._resolved_release = self._release.pk
             return self._resolved_release
-        # the newest store (of the tag, if named) that has summary rows: a first row looked up
-        # per store, one index probe each (an EXISTS PostgreSQL would plan as a scan)
-        first_row = summarized.filter(release_id=OuterRef("pk")).order_by().values("pk")[:1]
-        candidates = stores.alias(first_row=Subquery(first_row)).filter(first_row__isnull=False)
-        if self._release is not None:
-            candidates = candidates.filter(version=str(self._release))
-        found = list(candidates.order_by("-version", "-id").values_list("pk", flat=True)[:1])
+        sql, params = self._latest_store_sql()
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(sql, params)
+            found = [row[0] for row in cursor.fetchall()]
         if found:
             self._resolved_release = found[0]
             return self._resolved_release
@@ -121,14 +123,50 @@ class CellsQuerySet(RegistryQuerySet):
             "(python manage.py curate_release ROOT/cell-census/<tag>)."
         )
 
-    def _selected(self) -> CellsQuerySet:
-        """This selection within its release (plain rows, no release left to resolve)."""
-        return super()._filter_or_exclude(False, (), {"release_id": self._release_pk()})
+    def _latest_store_sql(self) -> tuple[str, tuple]:
+        """SQL selecting the primary key of the newest SOMA store (of the named tag) that has
+        summary rows: a first row looked up per store, one index probe each (an ``EXISTS``
+        PostgreSQL would plan as a scan of the summary). Compiled once per database kind."""
+        from registry.models import Artifact
+
+        key = (connections[self.db].vendor, None if self._release is None else str(self._release))
+        if key not in _LATEST_STORE_SQL:
+            summarized = self.model.objects.db_manager(self.db)
+            first_row = summarized.filter(release_id=OuterRef("pk")).order_by().values("pk")[:1]
+            stores = Artifact.objects.db_manager(self.db).filter(otype=Artifact.OType.TILEDBSOMA)
+            stores = stores.alias(first_row=Subquery(first_row)).filter(first_row__isnull=False)
+            if self._release is not None:
+                stores = stores.filter(version=str(self._release))
+            newest = stores.order_by("-version", "-id").values("pk")[:1]
+            sql, params = newest.query.get_compiler(using=self.db).as_sql()
+            _LATEST_STORE_SQL[key] = (sql, tuple(params))
+        return _LATEST_STORE_SQL[key]
+
+    def _selected(self, check_release: bool = True) -> CellsQuerySet:
+        """This selection within its release (plain rows, no release left to resolve).
+
+        Args:
+            check_release: look the release up first (raising :class:`ReleaseError` when there
+                is none); without, the release is a subquery of the question itself, and a
+                question that finds no rows calls :meth:`_release_pk` for the error.
+        """
+        if check_release or self._resolved_release is not None or self._release_is_artifact():
+            release: Any = self._release_pk()
+        else:
+            release = RawSQL(*self._latest_store_sql())
+        return super()._filter_or_exclude(False, (), {"release_id": release})
+
+    def _release_is_artifact(self) -> bool:
+        from registry.models import Artifact
+
+        return isinstance(self._release, Artifact)
 
     # --- questions ------------------------------------------------------------------------
     def count(self) -> int:  # type: ignore[override]
         """Cells of the selection: the sum of ``n_cells`` over its rows (0 when none match)."""
-        total = self._selected().aggregate(total=Sum("n_cells"))["total"]
+        total = self._selected(check_release=False).aggregate(total=Sum("n_cells"))["total"]
+        if total is None:
+            self._release_pk()  # no release at all is an error, not zero cells
         return int(total or 0)
 
     def n_rows(self) -> int:
@@ -156,8 +194,10 @@ class CellsQuerySet(RegistryQuerySet):
         if not names:
             raise QueryError("summarize(by=[...]) needs at least one field, e.g. by=['dataset'].")
         paths = [self._group_path(name) for name in names]
-        grouped = self._selected().values_list(*paths).annotate(n=Sum("n_cells"))
+        grouped = self._selected(check_release=False).values_list(*paths).annotate(n=Sum("n_cells"))
         rows = list(grouped.order_by("-n", *paths))  # most cells first, ties by the groups
+        if not rows:
+            self._release_pk()  # no release at all is an error, not an empty table
         columns = list(zip(*rows, strict=True)) if rows else [()] * (len(names) + 1)
         data = {name: columns[i] for i, name in enumerate(names)}
         data["n_cells"] = np.array(columns[-1], dtype=np.int64)
@@ -350,8 +390,9 @@ class CellsQuerySet(RegistryQuerySet):
 
 def _terms_listed(kwargs: dict[str, Any]) -> dict[str, Any]:
     """``cell_type__in=<a queryset of terms>`` with the terms' keys listed (one small query
-    first): PostgreSQL plans the hierarchy subquery of ``descendants()`` as a semi-join rerun
-    for every summary row, listed keys are one index range each."""
+    first), for PostgreSQL: it plans the hierarchy subquery of ``descendants()`` as a semi-join
+    rerun for every summary row, listed keys are one index range each. (SQLite runs the
+    subquery once, faster than a query of its own.)"""
     listed = {}
     for key, value in kwargs.items():
         if (
