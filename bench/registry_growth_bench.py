@@ -101,8 +101,9 @@ def bench_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             for size in dbs:
                 for _ in range(min(5, args.repeats - block)):
                     started = time.perf_counter()
-                    queries[size][key]()
+                    result = queries[size][key]()
                     seconds[size][key].append(time.perf_counter() - started)
+                    rows[size].setdefault(key, rows_of(result))  # without warm-ups too
     entry: dict[str, Any] = {"tables": {s: table_counts(db.alias) for s, db in dbs.items()}}
     figures = {}
     for key in FIGURES:

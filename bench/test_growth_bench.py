@@ -1,0 +1,31 @@
+"""The growth benchmark (``bench/registry_growth_bench.py``) on a tiny workload, run as a user
+runs it: its JSON has every figure and the rows each query returned at both sizes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_without_warmups_the_rows_come_from_the_timed_runs(tmp_path: Path) -> None:
+    out = tmp_path / "growth.json"
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "registry_growth_bench.py"),
+        *("--backends", "sqlite", "--releases", "2", "--per-release", "40"),
+        *("--repeats", "1", "--warmups", "0", "--out", str(out)),
+    ]
+    env = {**os.environ, "CELLREGISTRY_HOME": str(tmp_path / "home")}
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(out.read_text())["sqlite"]["figures"]
+    assert set(figures) >= {"seed_query_ms", "five_relation_ms", "count_join_ms"}
+    for key, figure in figures.items():
+        assert figure["grown_ms"]["n"] == 1, key
+        assert figure["rows"]["base"] is not None and figure["rows"]["grown"] is not None, key
