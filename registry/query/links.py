@@ -16,6 +16,7 @@ hot paths are plain SQL built here, once:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterable
@@ -195,8 +196,9 @@ def planning_count(db: Any, sql: str, params: tuple = ()) -> int:
     with db.cursor() as cursor:
         cursor.execute(sql, params)
         (count,) = cursor.fetchone()
-    if len(_planning_counts) >= ESTIMATE_ENTRIES:
-        del _planning_counts[next(iter(_planning_counts))]
+    if len(_planning_counts) >= ESTIMATE_ENTRIES:  # the oldest goes
+        with contextlib.suppress(KeyError, RuntimeError, StopIteration):  # another thread's race
+            del _planning_counts[next(iter(_planning_counts))]
     _planning_counts[key] = (int(count), now)
     return int(count)
 

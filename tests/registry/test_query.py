@@ -426,3 +426,39 @@ def test_class_and_handle_queries_agree() -> None:
     assert ln.Artifact.order_by("-size").first().size == max(
         Artifact.objects.values_list("size", flat=True), key=lambda s: s or 0
     )
+
+
+class TestPlanningCounts:
+    """The link-row counts a plan is chosen by: read once, reused for the TTL, bounded."""
+
+    def test_a_count_is_reused_until_it_expires(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        from registry.query import links
+
+        monkeypatch.setattr(links, "_planning_counts", {})
+        sql = 'SELECT COUNT(*) FROM "registry_artifact" WHERE "size" > %s'
+        expected = Artifact.filter(size__gt=1e9).count()
+        with CaptureQueriesContext(connection) as queries:
+            assert links.planning_count(connection, sql, (1e9,)) == expected
+            assert links.planning_count(connection, sql, (1e9,)) == expected
+        assert len(queries) == 1
+        now = links.time.monotonic()
+        monkeypatch.setattr(links.time, "monotonic", lambda: now + links.ESTIMATE_TTL + 1)
+        with CaptureQueriesContext(connection) as queries:
+            assert links.planning_count(connection, sql, (1e9,)) == expected
+        assert len(queries) == 1
+
+    def test_the_oldest_count_goes_when_full(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from django.db import connection
+
+        from registry.query import links
+
+        monkeypatch.setattr(links, "_planning_counts", {})
+        monkeypatch.setattr(links, "ESTIMATE_ENTRIES", 3)
+        sql = 'SELECT COUNT(*) FROM "registry_artifact" WHERE "size" > %s'
+        for size in range(5):
+            links.planning_count(connection, sql, (size,))
+        kept = [key[3] for key in links._planning_counts]
+        assert kept == [(2,), (3,), (4,)]
