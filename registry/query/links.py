@@ -138,7 +138,7 @@ def link_subquery_sql(
             f"{target_column} IN (SELECT {quote(other.pk.column)} "
             f"FROM {quote(other.db_table)} WHERE {quote(column.name)} IN ({marks}))"
         )
-    return LinkSubquery(through, source, target, condition, tuple(params))
+    return LinkSubquery(through, source, condition, tuple(params))
 
 
 class LinkSubquery(RawSQL):
@@ -146,13 +146,12 @@ class LinkSubquery(RawSQL):
     written as a correlated ``EXISTS`` probe and knows roughly how many link rows it selects."""
 
     def __init__(
-        self, through: type[models.Model], source: str, target: str, condition: str, params: tuple
+        self, through: type[models.Model], source: str, condition: str, params: tuple
     ) -> None:
         quote = connection.ops.quote_name
-        self.through, self.condition = through, condition
+        self.condition = condition
         self.table = quote(through._meta.db_table)
         self.source_column = f"{self.table}.{quote(through._meta.get_field(source).column)}"
-        self.target_name = through._meta.get_field(target).column
         super().__init__(f"SELECT {self.source_column} FROM {self.table} WHERE {condition}", params)
 
     def exists_sql(self, outer: str, fenced: bool = False) -> str:
@@ -281,7 +280,7 @@ def insert_links(through: type[models.Model], rows: Iterable[LinkRow], using: st
 
 
 #: a link condition selecting more rows than this share of the filtered table does not drive a
-#: SQLite query that has other conditions (see :meth:`InLinkSubqueries._planned_sql`)
+#: query that has other conditions (see :meth:`InLinkSubqueries._planned_sql`)
 DRIVER_MAX_FRACTION = 0.05
 
 
@@ -319,8 +318,9 @@ class InLinkSubqueries:
         few rows, PostgreSQL estimates a label named through a subquery by the average label,
         and spends longer planning the semi-joins of five conditions than running them."""
         fenced = connection.vendor == "postgresql"
-        ordered = sorted(self.subqueries, key=lambda subquery: subquery.estimated_rows(connection))
-        fewest = ordered[0].estimated_rows(connection)
+        rows = {id(subquery): subquery.estimated_rows(connection) for subquery in self.subqueries}
+        ordered = sorted(self.subqueries, key=lambda subquery: rows[id(subquery)])
+        fewest = rows[id(ordered[0])]
         others = any(child is not self for child in compiler.query.where.children)
         if others and fewest > DRIVER_MAX_FRACTION * self._table_rows(compiler, connection):
             parts = [subquery.exists_sql(target, fenced) for subquery in ordered]
