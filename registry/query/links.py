@@ -151,7 +151,8 @@ class LinkSubquery(RawSQL):
         quote = connection.ops.quote_name
         self.condition = condition
         self.table = quote(through._meta.db_table)
-        self.source_column = f"{self.table}.{quote(through._meta.get_field(source).column)}"
+        self.source_name = quote(through._meta.get_field(source).column)
+        self.source_column = f"{self.table}.{self.source_name}"
         super().__init__(f"SELECT {self.source_column} FROM {self.table} WHERE {condition}", params)
 
     def exists_sql(self, outer: str, fenced: bool = False) -> str:
@@ -163,6 +164,14 @@ class LinkSubquery(RawSQL):
             f"EXISTS (SELECT 1 FROM {self.table} WHERE {self.source_column} = {outer} "
             f"AND {self.condition}{fence})"
         )
+
+    def driving_sql(self, probes: list[LinkSubquery]) -> str:
+        """This subquery with ``probes`` checked on each of its link rows: the sources that
+        pass them all, found from the link tables' indexes alone (the filtered table's rows
+        are read for the survivors only). Its link rows are ``d``, so that a probe of the same
+        link table names its own rows."""
+        checks = "".join(f" AND {probe.exists_sql(f'd.{self.source_name}')}" for probe in probes)
+        return f"SELECT d.{self.source_name} FROM {self.table} d WHERE {self.condition}{checks}"
 
     def count_sql(self) -> str:
         """The number of distinct sources of the matching link rows (from the index alone)."""
@@ -308,7 +317,8 @@ class InLinkSubqueries:
 
     def _planned_sql(self, target: str, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
         """The subquery selecting the fewest link rows drives (``IN``; on PostgreSQL the two
-        fewest) and the others are index probes (``EXISTS``, the most selective first). When
+        fewest) and the others are index probes (``EXISTS``, the most selective first; on SQLite
+        inside the driving subquery, so that only the rows passing all of them are read). When
         that subquery is common (over :data:`DRIVER_MAX_FRACTION` of the table) and the query
         has other conditions, every link condition is a probe, so that the database drives by
         an index of those conditions (``created_by`` and ``size``) instead of reading thousands
@@ -324,10 +334,11 @@ class InLinkSubqueries:
         others = any(child is not self for child in compiler.query.where.children)
         if others and fewest > DRIVER_MAX_FRACTION * self._table_rows(compiler, connection):
             parts = [subquery.exists_sql(target, fenced) for subquery in ordered]
-        else:  # PostgreSQL joins the two rarest by hashing, faster than probing the second
-            drivers = 2 if fenced else 1
-            parts = [f"{target} IN ({subquery.sql})" for subquery in ordered[:drivers]]
-            parts += [subquery.exists_sql(target, fenced) for subquery in ordered[drivers:]]
+        elif fenced:  # PostgreSQL joins the two rarest by hashing, faster than probing more
+            parts = [f"{target} IN ({subquery.sql})" for subquery in ordered[:2]]
+            parts += [subquery.exists_sql(target, fenced) for subquery in ordered[2:]]
+        else:  # SQLite probes each driving link row, then reads the survivors' rows only
+            parts = [f"{target} IN ({ordered[0].driving_sql(ordered[1:])})"]
         params = [param for subquery in ordered for param in subquery.params]
         return f"({' AND '.join(parts)})", params
 

@@ -587,9 +587,26 @@ def _frame(data: dict[str, tuple[Sequence[Any], str | None]], index: pd.Index) -
     arrays = [_column_array(values, dtype) for values, dtype in data.values()]
     columns = pd.Index(list(data), dtype=object)
     if all(array is not None for array in arrays):
-        return pd.DataFrame._from_arrays(arrays, columns, index, verify_integrity=False)
+        return _frame_of_arrays(arrays, columns, index)
     plain = {name: values for name, (values, _) in data.items()}
     return pd.DataFrame(plain, index=index, columns=columns)
+
+
+def _frame_of_arrays(arrays: list[Any], columns: pd.Index, index: pd.Index) -> pd.DataFrame:
+    """A DataFrame holding ``arrays`` as they are, one block per column: pandas merges blocks
+    of one type ("consolidates") when an operation needs it, not here, where merging them
+    took most of the frame's time (0.15 of 0.23 ms for a 21-column table)."""
+    import pandas as pd
+
+    try:
+        from pandas.core.internals.managers import create_block_manager_from_column_arrays
+
+        manager = create_block_manager_from_column_arrays(
+            arrays, [columns, index], consolidate=False, refs=[None] * len(arrays)
+        )
+        return pd.DataFrame._from_mgr(manager, axes=manager.axes)
+    except (ImportError, AttributeError, TypeError):  # another pandas: its public-ish way
+        return pd.DataFrame._from_arrays(arrays, columns, index, verify_integrity=False)
 
 
 def table_columns(model: type[models.Model]) -> list[str]:
