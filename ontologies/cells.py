@@ -27,7 +27,7 @@ from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import RawSQL
 
 from registry.errors import QueryError, RegistryError, UnknownFieldError
-from registry.query import RegistryQuerySet, resolve_path
+from registry.query import RegistryQuerySet, field_dtype, resolve_path, typed_frame
 
 if TYPE_CHECKING:
     import anndata
@@ -75,7 +75,7 @@ class CellsQuerySet(RegistryQuerySet):
             clone._release = release
             return clone._filter_or_exclude(negate, args, kwargs) if args or kwargs else clone
         if connections[self.db].vendor == "postgresql":
-            kwargs = _terms_listed(kwargs)
+            kwargs = _terms_as_arrays(kwargs)
         return super()._filter_or_exclude(negate, args, kwargs)
 
     # --- the release ----------------------------------------------------------------------
@@ -187,7 +187,6 @@ class CellsQuerySet(RegistryQuerySet):
         Raises:
             UnknownFieldError: a ``by`` entry names no field; the message lists them.
         """
-        import numpy as np
         import pandas as pd
 
         names = [by] if isinstance(by, str) else list(by)
@@ -199,9 +198,13 @@ class CellsQuerySet(RegistryQuerySet):
         if not rows:
             self._release_pk()  # no release at all is an error, not an empty table
         columns = list(zip(*rows, strict=True)) if rows else [()] * (len(names) + 1)
-        data = {name: columns[i] for i, name in enumerate(names)}
-        data["n_cells"] = np.array(columns[-1], dtype=np.int64)
-        return pd.DataFrame(data, columns=[*names, "n_cells"])
+        # each column typed from its field (pandas infers the same type, more slowly)
+        data = {
+            name: (columns[i], field_dtype(resolve_path(self.model, path)[2]))
+            for i, (name, path) in enumerate(zip(names, paths, strict=True))
+        }
+        data["n_cells"] = (columns[-1], "int64")
+        return typed_frame(data, pd.RangeIndex(len(rows)))
 
     def _group_path(self, name: str) -> str:
         if name == DATASET:
@@ -388,21 +391,37 @@ class CellsQuerySet(RegistryQuerySet):
         return str(by_id[organism])
 
 
-def _terms_listed(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``cell_type__in=<a queryset of terms>`` with the terms' keys listed (one small query
-    first), for PostgreSQL: it plans the hierarchy subquery of ``descendants()`` as a semi-join
-    rerun for every summary row, listed keys are one index range each. (SQLite runs the
-    subquery once, faster than a query of its own.)"""
-    listed = {}
+class InArray(models.Lookup):
+    """``<foreign key> = ANY(ARRAY(<subquery>))`` (PostgreSQL): the subquery runs once, before
+    the query, and its keys are one index condition, where PostgreSQL would plan ``IN
+    (<subquery>)`` as a semi-join rerun for every row (86 ms instead of 0.9 for "T cell or any
+    subtype, in lung" at LTS scale). Listing the keys first costs a round trip and a long query
+    to parse."""
+
+    lookup_name = "in_array"
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} = ANY(ARRAY{rhs})", [*lhs_params, *rhs_params]
+
+
+models.ForeignKey.register_lookup(InArray)
+
+
+def _terms_as_arrays(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``cell_type__in=<a queryset of terms>`` as ``cell_type__in_array`` (:class:`InArray`),
+    for PostgreSQL. (SQLite runs the ``IN`` subquery once by itself.)"""
+    arrays = {}
     for key, value in kwargs.items():
         if (
             key.endswith("__in")
             and isinstance(value, models.QuerySet)
             and not value.query.values_select
         ):
-            value = list(value.order_by().values_list("pk", flat=True))
-        listed[key] = value
-    return listed
+            key, value = f"{key[: -len('__in')]}__in_array", value.order_by().values("pk")
+        arrays[key] = value
+    return arrays
 
 
 #: X is read in groups of rows within spans of this many joinids (a TileDB read of points far

@@ -65,10 +65,12 @@ class Artifact(VersionedRecord):
                 name="artifact_latest_key_unique",
             )
         ]
-        # counts by suffix and size, and a creator's large files, read from the index alone
+        # counts by suffix and size, and a creator's large files, read from the index alone;
+        # the newest store of a kind (ln.Cells' latest release) from the end of its index
         indexes = [
             models.Index(fields=["suffix", "size"], name="artifact_suffix_size"),
             models.Index(fields=["created_by", "size"], name="artifact_creator_size"),
+            models.Index(fields=["otype", "version"], name="artifact_otype_version"),
         ]
 
     @classmethod

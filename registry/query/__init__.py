@@ -10,7 +10,13 @@
 
 from registry.query.aliases import ALIASES, namespace_name, registry_name, resolve_path
 from registry.query.lookup import Lookup, to_attribute_name
-from registry.query.queryset import RegistryManager, RegistryQuerySet, table_columns
+from registry.query.queryset import (
+    RegistryManager,
+    RegistryQuerySet,
+    field_dtype,
+    table_columns,
+    typed_frame,
+)
 
 __all__ = [
     "ALIASES",
@@ -20,6 +26,8 @@ __all__ = [
     "namespace_name",
     "registry_name",
     "resolve_path",
+    "field_dtype",
     "table_columns",
     "to_attribute_name",
+    "typed_frame",
 ]

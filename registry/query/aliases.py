@@ -124,7 +124,7 @@ def _lookups_of(field: Any) -> set[str]:
     if field is None:
         return set()
     target = field.target_field if hasattr(field, "target_field") else field
-    return set(target.get_lookups())
+    return set(target.get_lookups()) | set(field.get_lookups())  # a relation's own too
 
 
 def rewrite_q(model: type[models.Model], q: Q) -> tuple[Q, bool]:

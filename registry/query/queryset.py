@@ -379,7 +379,7 @@ class RegistryQuerySet(models.QuerySet):
         for column, path in many:
             values = self._many_values(ids, path)
             data[column] = ([values.get(pk, []) for pk in ids], "list")
-        return _frame(data, pd.Index(ids, name="id"))
+        return typed_frame(data, pd.Index(ids, name="id"))
 
     def _many_values(self, ids: list[int], path: str) -> dict[int, list[Any]]:
         """All values of a many-valued path for the given record ids, sorted per record.
@@ -578,7 +578,7 @@ def _column_array(values: Sequence[Any], dtype: str | None) -> Any:
     return None  # booleans with NULLs: pandas decides
 
 
-def _frame(data: dict[str, tuple[Sequence[Any], str | None]], index: pd.Index) -> pd.DataFrame:
+def typed_frame(data: dict[str, tuple[Sequence[Any], str | None]], index: pd.Index) -> pd.DataFrame:
     """A DataFrame of ``data`` (column -> (values, column type)). With every column's array
     known, pandas is asked not to check and infer them again: that costs more than the rest
     of a small query. Otherwise pandas infers every column."""

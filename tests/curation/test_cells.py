@@ -113,6 +113,12 @@ def test_counts_equal_a_pandas_count_over_the_h5ads(bucket: Path, curation_db: l
         & obs.is_primary_data
     ]
     assert selection.count() == len(chosen) > 0
+    # the subtypes are a subquery run once: PostgreSQL as an array of keys (it would rerun an
+    # IN subquery per row), SQLite as the IN subquery itself
+    sql = str(selection._selected().query)
+    postgres = connections[selection.db].vendor == "postgresql"
+    assert ('"cell_type_id" = ANY(ARRAY(SELECT' in sql) == postgres
+    assert ('"cell_type_id" IN (SELECT' in sql) == (not postgres)
     by_dataset = selection.summarize(by=["dataset"]).set_index("dataset")["n_cells"]
     assert by_dataset.to_dict() == chosen.groupby("dataset_id").size().to_dict()
     keys = set(selection.artifacts().values_list("reference", flat=True))
