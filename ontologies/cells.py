@@ -26,6 +26,7 @@ from django.db.models import Exists, OuterRef, Q, Subquery, Sum
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import RawSQL
 
+from ontologies.cells_sql import question_sql
 from registry.errors import QueryError, RegistryError, UnknownFieldError
 from registry.query import RegistryQuerySet, field_dtype, resolve_path, typed_frame
 
@@ -162,9 +163,31 @@ class CellsQuerySet(RegistryQuerySet):
         return isinstance(self._release, Artifact)
 
     # --- questions ------------------------------------------------------------------------
+    def _release_sql(self) -> tuple[str, list[Any]]:
+        """SQL of the selection's release key, as :meth:`_selected` puts it in a question."""
+        if self._resolved_release is not None or self._release_is_artifact():
+            return "%s", [self._release_pk()]
+        sql, params = self._latest_store_sql()
+        return f"({sql})", list(params)
+
+    def _answered(self, paths: list[str]) -> list[tuple] | None:
+        """The rows of :func:`~ontologies.cells_sql.question_sql` (groups, then cells), or
+        None when the ORM is to compose the question."""
+        built = question_sql(self, self._release_sql(), paths)
+        if built is None:
+            return None
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(*built)
+            return cursor.fetchall()
+
     def count(self) -> int:  # type: ignore[override]
         """Cells of the selection: the sum of ``n_cells`` over its rows (0 when none match)."""
-        total = self._selected(check_release=False).aggregate(total=Sum("n_cells"))["total"]
+        answered = self._answered([])
+        if answered is not None:
+            total = answered[0][0]
+        else:
+            selected = self._selected(check_release=False)
+            total = selected.aggregate(total=Sum("n_cells"))["total"]
         if total is None:
             self._release_pk()  # no release at all is an error, not zero cells
         return int(total or 0)
@@ -193,8 +216,11 @@ class CellsQuerySet(RegistryQuerySet):
         if not names:
             raise QueryError("summarize(by=[...]) needs at least one field, e.g. by=['dataset'].")
         paths = [self._group_path(name) for name in names]
-        grouped = self._selected(check_release=False).values_list(*paths).annotate(n=Sum("n_cells"))
-        rows = list(grouped.order_by("-n", *paths))  # most cells first, ties by the groups
+        rows = self._answered(paths)
+        if rows is None:
+            selected = self._selected(check_release=False)
+            grouped = selected.values_list(*paths).annotate(n=Sum("n_cells"))
+            rows = list(grouped.order_by("-n", *paths))  # most cells first, ties by the groups
         if not rows:
             self._release_pk()  # no release at all is an error, not an empty table
         columns = list(zip(*rows, strict=True)) if rows else [()] * (len(names) + 1)
