@@ -12,6 +12,7 @@ opened by ``cellxgene_census.open_soma(uri=...)``.
 
 from __future__ import annotations
 
+import gc
 import re
 import warnings
 from dataclasses import dataclass
@@ -116,12 +117,20 @@ def run_cell(cell: Cell, namespace: dict, replace_open: str) -> tuple[Exception 
 
 
 def run_guide(cells: list[Cell], given: list[str], module: Any, replace_open: str) -> list:
-    """Every runnable cell in one namespace: [(cell, exception, values)]."""
+    """Every runnable cell in one namespace: [(cell, exception, values)]. What the cells left
+    behind (stores, queries, their arrays) is freed at the end, here, in this thread: not by
+    a garbage collection that some later allocation starts in whichever thread it runs."""
     namespace: dict[str, Any] = {"ln": ln, "cellxgene_census": module}
     namespace.update({name: (lambda *args, **kwargs: None) for name in given})
-    return [
-        (cell, *run_cell(cell, namespace, replace_open)) for cell in cells if cell.verdict != "skip"
-    ]
+    try:
+        return [
+            (cell, *run_cell(cell, namespace, replace_open))
+            for cell in cells
+            if cell.verdict != "skip"
+        ]
+    finally:
+        namespace.clear()
+        gc.collect()
 
 
 @pytest.mark.django_db
