@@ -445,7 +445,9 @@ def _terms_as_arrays(kwargs: dict[str, Any]) -> dict[str, Any]:
             and isinstance(value, models.QuerySet)
             and not value.query.values_select
         ):
-            key, value = f"{key[: -len('__in')]}__in_array", value.order_by().values("pk")
+            ids_sql = getattr(value, "ids_sql", None)  # descendants(): the keys' SQL itself
+            keys = RawSQL(*ids_sql) if ids_sql else value.order_by().values("pk")
+            key, value = f"{key[: -len('__in')]}__in_array", keys
         arrays[key] = value
     return arrays
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connections, models
 from django.db.models.constants import LOOKUP_SEP
+from django.db.models.expressions import RawSQL
 
 if TYPE_CHECKING:
     from ontologies.cells import CellsQuerySet
@@ -138,11 +139,11 @@ def _condition(
         return None
     column = f"c.{quote(term.column)}"
     if len(parts) == 1 or parts[1] in ("id", "pk"):  # terms, their keys, or a queryset
-        if is_in and isinstance(value, models.QuerySet):
-            keys_only = {(), ("pk",), (term.related_model._meta.pk.name,)}  # in_array: pk
-            if value.model is not term.related_model or value.query.values_select not in keys_only:
+        if is_in and isinstance(value, models.QuerySet | RawSQL):
+            keys = _keys_sql(value, term.related_model, using)
+            if keys is None:
                 return None
-            sub, sub_params = value.order_by().values("pk").query.get_compiler(using).as_sql()
+            sub, sub_params = keys
             if vendor == "postgresql":  # run once, not as a semi-join per row
                 return f"{column} = ANY(ARRAY({sub}))", list(sub_params)
             return f"{column} IN ({sub})", list(sub_params)
@@ -158,6 +159,24 @@ def _condition(
     terms = quote(term.related_model._meta.db_table)
     sub, sub_params = _in(quote(field.column), values)
     return f"{column} IN (SELECT {quote('id')} FROM {terms} WHERE {sub})", sub_params
+
+
+def _keys_sql(
+    value: models.QuerySet | RawSQL, terms: type[models.Model], using: str
+) -> tuple[str, list[Any]] | None:
+    """SQL selecting the keys of a term queryset (``descendants()``: its hierarchy SQL alone,
+    without reading the terms), or None when it is not a queryset of ``terms``' keys."""
+    if isinstance(value, RawSQL):  # in_array's keys (PostgreSQL), as descendants() wrote them
+        return value.sql, list(value.params)
+    ids_sql = getattr(value, "ids_sql", None)
+    if value.model is not terms:
+        return None
+    if ids_sql is not None:
+        return ids_sql[0], list(ids_sql[1])
+    if value.query.values_select not in {(), ("pk",), (terms._meta.pk.name,)}:
+        return None
+    sql, params = value.order_by().values("pk").query.get_compiler(using).as_sql()
+    return sql, list(params)
 
 
 def _accepts(field: Any, value: Any) -> bool:

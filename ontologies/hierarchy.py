@@ -153,7 +153,10 @@ def related(
             f"ontology registries only."
         )
     sql, params = related_ids_sql(model, using, seeds, direction, include_self, method)
-    return model.objects.db_manager(using).filter(pk__in=RawSQL(sql, params))
+    found = model.objects.db_manager(using).filter(pk__in=RawSQL(sql, params))
+    # the keys' SQL alone, for a filter on them (ln.Cells); a refined clone no longer has it
+    found.ids_sql = (sql, tuple(params))
+    return found
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 from cellxgene_ontology_guide.ontology_parser import OntologyParser
-from django.db import transaction
+from django.db import connection, transaction
 
 import registry as ln
 from ontologies import hierarchy
@@ -73,6 +73,19 @@ def test_include_self_and_known_relations(method: str) -> None:
     above = _ids(t_cell.ancestors(method=method))
     assert {LYMPHOCYTE, CELL} <= above and T_CELL not in above
     assert T_CELL in _ids(t_cell.ancestors(include_self=True, method=method))
+
+
+def test_the_keys_sql_of_related_terms_selects_them_until_refined() -> None:
+    """``descendants()`` carries the SQL of its keys alone (ln.Cells puts it in a question
+    without reading the terms); a refined queryset does not: its keys are others."""
+    t_cell = CellType.get(ontology_id=T_CELL)
+    below = t_cell.descendants(include_self=True)
+    sql, params = below.ids_sql
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        keys = {row[0] for row in cursor.fetchall()}
+    assert keys == set(below.values_list("pk", flat=True)) and len(keys) > 10
+    assert not hasattr(below.filter(name__startswith="CD4"), "ids_sql")
 
 
 def test_descendants_of_a_queryset_are_the_union() -> None:
