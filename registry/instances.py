@@ -218,6 +218,15 @@ def validate_name(name: str) -> None:
         )
 
 
+#: the page cache of a SQLite connection: 64 MiB at most, filled as pages are read (SQLite's
+#: 2 MiB default holds little of a registry of ten releases, whose link indexes alone are
+#: larger; a query probing them then reads its pages from the file again: seed query 0.51 ms
+#: instead of 0.20 ms at ten releases)
+SQLITE_CACHE = "PRAGMA cache_size=-65536;"
+#: what a writable SQLite connection sets first (a read-only one cannot)
+SQLITE_WRITE_PRAGMAS = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+
+
 def parse_database_url(url: str) -> dict:
     """Turn a database URL into a Django ``DATABASES`` entry.
 
@@ -237,7 +246,7 @@ def parse_database_url(url: str) -> dict:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": name,
             "OPTIONS": {
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "init_command": SQLITE_WRITE_PRAGMAS + SQLITE_CACHE,
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 30,
             },
@@ -313,7 +322,7 @@ def read_only_connection(entry: dict) -> dict:
     if entry["ENGINE"].endswith("sqlite3"):
         if entry["NAME"] == ":memory:":
             return entry
-        options.pop("init_command", None)
+        options["init_command"] = SQLITE_CACHE  # not the write pragmas
         options.pop("transaction_mode", None)
         return {**entry, "NAME": f"file:{quote(entry['NAME'])}?mode=ro", "OPTIONS": options}
     options["options"] = " ".join(filter(None, [options.get("options"), PG_READ_ONLY_OPTION]))

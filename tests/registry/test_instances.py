@@ -156,6 +156,19 @@ def test_invalid_instance_name() -> None:
         ln.init("bad name")
 
 
+def test_a_sqlite_connection_has_its_pragmas(tmp_path: Path) -> None:
+    """WAL, and a page cache that holds a registry of ten releases (2 MiB by default)."""
+    from django.db import connections
+
+    db = ln.init("pragmas", db=_sqlite(tmp_path, "pragmas"), storage=tmp_path / "data")
+    with connections[db.alias].cursor() as cursor:
+        values = []
+        for pragma in ("journal_mode", "synchronous", "cache_size"):
+            cursor.execute(f"PRAGMA {pragma}")
+            values.append(cursor.fetchone()[0])
+    assert values == ["wal", 1, -65536]  # synchronous 1: NORMAL
+
+
 def test_sqlite_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert instances.parse_database_url("sqlite:///rel.sqlite3")["NAME"] == str(

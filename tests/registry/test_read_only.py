@@ -306,8 +306,12 @@ def test_connection_settings_of_the_read_only_instance(mirror: ln.DB, source: So
     entry = connections.settings[mirror.alias]
     if source.backend == "sqlite":
         assert entry["NAME"].startswith("file:/") and entry["NAME"].endswith("?mode=ro")
-        assert "init_command" not in entry["OPTIONS"]
+        # no write pragma (WAL, synchronous) and no BEGIN IMMEDIATE; the page cache as usual
+        assert entry["OPTIONS"]["init_command"] == instances.SQLITE_CACHE
         assert "transaction_mode" not in entry["OPTIONS"]
+        with connections[mirror.alias].cursor() as cursor:
+            cursor.execute("PRAGMA cache_size")
+            assert cursor.fetchone()[0] == -65536
     else:
         with connections[mirror.alias].cursor() as cursor:
             cursor.execute("SHOW default_transaction_read_only")
@@ -652,7 +656,7 @@ def test_read_only_sqlite_settings_quote_the_path() -> None:
         instances.InstanceConfig("m", "sqlite:////data/my mirror#1?.sqlite3", "/s", True)
     )
     assert entry["NAME"] == "file:/data/my%20mirror%231%3F.sqlite3?mode=ro"
-    assert entry["OPTIONS"] == {"timeout": 30}
+    assert entry["OPTIONS"] == {"timeout": 30, "init_command": instances.SQLITE_CACHE}
     assert instances.sqlite_path(entry["NAME"]) == "/data/my mirror#1?.sqlite3"
     writable = instances.database_settings(
         instances.InstanceConfig("m", "sqlite:////data/m.sqlite3", "/s")
