@@ -27,6 +27,7 @@ from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import RawSQL
 
 from ontologies.cells_sql import question_sql
+from registry.databases import fetch_prepared
 from registry.errors import QueryError, RegistryError, UnknownFieldError
 from registry.query import RegistryQuerySet, field_dtype, resolve_path, typed_frame
 
@@ -176,9 +177,7 @@ class CellsQuerySet(RegistryQuerySet):
         built = question_sql(self, self._release_sql(), paths)
         if built is None:
             return None
-        with connections[self.db].cursor() as cursor:
-            cursor.execute(*built)
-            return cursor.fetchall()
+        return fetch_prepared(self.db, *built)
 
     def count(self) -> int:  # type: ignore[override]
         """Cells of the selection: the sum of ``n_cells`` over its rows (0 when none match)."""

@@ -18,6 +18,7 @@ import contextlib
 import getpass
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -179,3 +180,31 @@ def analyze(alias: str) -> None:
     plan the link-table subqueries better with them)."""
     with connections[alias].cursor() as cursor:
         cursor.execute("ANALYZE")
+
+
+def fetch_prepared(alias: str, sql: str, params: list[Any]) -> list[tuple]:
+    """The rows of ``sql``; on PostgreSQL as a prepared statement of the session (bound on the
+    server, planned once for all its runs: a plan that takes as long to make as to run, as
+    ln.Cells' questions at LTS scale, costs it only once). Elsewhere, or with prepared
+    statements switched off (``prepare_threshold``, :data:`registry.instances.
+    PG_PREPARE_THRESHOLD`), a query like any other. Logged as Django logs its own queries."""
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        connection.validate_no_broken_transaction()
+        raw = connection.connection
+        if raw.prepare_threshold is not None:
+            import psycopg
+
+            started = time.monotonic()
+            with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+                cursor.execute(sql, params, prepare=True)
+                rows = cursor.fetchall()
+            if connection.queries_logged:  # as Django's debug cursor logs a query
+                seconds = time.monotonic() - started
+                logged = f"{sql} -- prepared, parameters {params!r}"
+                connection.queries_log.append({"sql": logged, "time": f"{seconds:.3f}"})
+            return rows
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()

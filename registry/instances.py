@@ -15,6 +15,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from registry.errors import (
@@ -227,6 +228,23 @@ SQLITE_CACHE = "PRAGMA cache_size=-65536;"
 SQLITE_WRITE_PRAGMAS = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
 
 
+#: PostgreSQL: a statement run through a server-binding cursor with ``prepare=True``
+#: (:func:`registry.databases.fetch_prepared`) is prepared at once and its plan reused by the
+#: session. Django's own queries bind on the client and are never prepared. Behind a pooler
+#: that cannot keep prepared statements (PgBouncer in transaction mode before 1.21), add
+#: ``?prepare_threshold=none`` to the URL.
+PG_PREPARE_THRESHOLD = 5
+
+
+def _pg_options(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """The options of a PostgreSQL URL (``prepare_threshold``: a number, or none)."""
+    options: dict[str, Any] = dict(pairs)
+    if "prepare_threshold" in options:
+        value = options["prepare_threshold"].strip().lower()
+        options["prepare_threshold"] = None if value in ("", "none") else int(value)
+    return options
+
+
 def parse_database_url(url: str) -> dict:
     """Turn a database URL into a Django ``DATABASES`` entry.
 
@@ -265,7 +283,11 @@ def parse_database_url(url: str) -> dict:
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
             # a host that drops packets would otherwise hang until the operating system gives up
-            "OPTIONS": {"connect_timeout": "10", **dict(parse_qsl(parts.query))},
+            "OPTIONS": {
+                "connect_timeout": "10",
+                "prepare_threshold": PG_PREPARE_THRESHOLD,
+                **_pg_options(parse_qsl(parts.query)),
+            },
         }
     raise InvalidDatabaseURLError(
         f"Unsupported database URL {url!r}: use sqlite:///path/to/file.sqlite3 or "

@@ -275,3 +275,43 @@ def test_questions_written_directly_answer_as_the_orm(bucket: Path, curation_db:
         ln.Cells.filter(cell_type__parents=parent),
     ):
         assert question_sql(other, other._release_sql(), ["dataset"]) is None
+
+
+def test_a_question_is_a_prepared_statement_on_postgresql(bucket: Path, curation_db: ln.DB) -> None:
+    """On PostgreSQL a question is planned once per session (a prepared statement, its plan
+    reused); with prepared statements off (``?prepare_threshold=none``) it is a query like
+    any other. The answers are the same."""
+    curate(bucket, OLD)
+    connection = connections[curation_db.alias]
+    postgres = connection.vendor == "postgresql"
+
+    def runs_prepared() -> int:  # runs of the session's prepared questions so far
+        if not postgres:
+            return 0
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT coalesce(sum(generic_plans + custom_plans), 0) "
+                "FROM pg_prepared_statements WHERE statement LIKE %s",
+                ['%SUM(c."n_cells")%'],
+            )
+            return int(cursor.fetchone()[0])
+
+    t_cells = ln.bionty.CellType.get(name="T cell").descendants(include_self=True)
+    before = runs_prepared()
+    answers = [ln.Cells.filter(cell_type__in=t_cells).summarize(by=["dataset"]) for _ in range(7)]
+    assert len(answers[0]) > 0
+    for answer in answers[1:]:
+        pd.testing.assert_frame_equal(answer, answers[0])
+    assert runs_prepared() - before == (7 if postgres else 0)
+    if not postgres:
+        return
+    counted = ln.Cells.filter(cell_type__in=t_cells, is_primary_data=False).count()
+    threshold = connection.connection.prepare_threshold
+    connection.connection.prepare_threshold = None  # as ?prepare_threshold=none sets it
+    try:
+        before = runs_prepared()
+        unprepared = ln.Cells.filter(cell_type__in=t_cells, is_primary_data=False).count()
+        assert runs_prepared() == before
+    finally:
+        connection.connection.prepare_threshold = threshold
+    assert unprepared == counted

@@ -183,9 +183,12 @@ def test_sqlite_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         "6543",
         "lab",
     )
-    assert pg["OPTIONS"] == {"connect_timeout": "10", "sslmode": "disable"}
+    assert pg["OPTIONS"] == {"connect_timeout": "10", "prepare_threshold": 5, "sslmode": "disable"}
     timeout = instances.parse_database_url("postgresql://h/lab?connect_timeout=3")
-    assert timeout["OPTIONS"] == {"connect_timeout": "3"}  # the URL's own wins
+    assert timeout["OPTIONS"] == {"connect_timeout": "3", "prepare_threshold": 5}  # the URL's
+    for given, value in [("none", None), ("None", None), ("0", 0)]:
+        url = f"postgresql://h/lab?prepare_threshold={given}"
+        assert instances.parse_database_url(url)["OPTIONS"]["prepare_threshold"] == value
 
 
 class TestReadOnly:

@@ -671,11 +671,12 @@ def test_read_only_postgresql_settings_keep_the_urls_options() -> None:
     entry = instances.database_settings(instances.InstanceConfig("m", url, "/s", True))
     assert entry["OPTIONS"] == {
         "connect_timeout": "10",
+        "prepare_threshold": instances.PG_PREPARE_THRESHOLD,
         "options": "-c search_path=mirror -c default_transaction_read_only=on",
         "sslmode": "require",
     }
     plain = instances.database_settings(instances.InstanceConfig("m", "postgresql://u@h/db", "/"))
-    assert plain["OPTIONS"] == {"connect_timeout": "10"}
+    assert plain["OPTIONS"] == {"connect_timeout": "10", "prepare_threshold": 5}
 
 
 @pytest.mark.parametrize(
