@@ -34,9 +34,10 @@ _PLAIN_TYPES = {"CharField", "TextField", "IntegerField", "BigIntegerField", "Bo
 def question_sql(
     selection: CellsQuerySet, release: tuple[str, list[Any]], group_paths: list[str]
 ) -> tuple[str, list[Any]] | None:
-    """``SELECT <groups>, SUM(n_cells) ... GROUP BY <groups> ORDER BY 2 DESC, <groups>`` (no
-    groups: the sum alone) for ``selection`` within ``release`` (SQL selecting its store's
-    key, and its parameters), or ``None`` when a condition or group has another shape."""
+    """``SELECT <groups>, SUM(n_cells) ... GROUP BY <groups> ORDER BY <the sum> DESC,
+    <groups>`` (no groups: the sum alone) for ``selection`` within ``release`` (SQL selecting
+    its store's key, and its parameters), or ``None`` when a condition or group has another
+    shape."""
     if not _plain_query(selection.query):
         return None
     connection = connections[selection.db]
@@ -53,18 +54,25 @@ def question_sql(
                 return None
             where.append(condition[0])
             params += condition[1]
+    cells = f"{quote(model._meta.db_table)} c WHERE {' AND '.join(where)}"
+    n_cells = quote("n_cells")
+    if not group_paths:
+        return f"SELECT SUM(c.{n_cells}) FROM {cells}", params
     groups = []
     for path in group_paths:
         group = _group(model, path, table, quote)
         if group is None:
             return None
         groups.append(group)
-    select = ", ".join([*groups, f"SUM(c.{quote('n_cells')})"])
-    sql = f"SELECT {select} FROM {quote(model._meta.db_table)} c{table.joins()} WHERE "
-    sql += " AND ".join(where)
-    if groups:
-        numbers = ", ".join(str(i) for i in range(1, len(groups) + 1))
-        sql += f" GROUP BY {numbers} ORDER BY {len(groups) + 1} DESC, {numbers}"
+    # summed by the summary's own keys first (its index), then the few sums get their names
+    keys = ", ".join(dict.fromkeys(f"c.{quote(key)}" for key, _ in groups))
+    summed = f"SELECT {keys}, SUM(c.{n_cells}) AS {n_cells} FROM {cells} GROUP BY {keys}"
+    select = ", ".join([*(shown for _, shown in groups), f"SUM(s.{n_cells})"])
+    numbers = ", ".join(str(i) for i in range(1, len(groups) + 1))
+    sql = (
+        f"SELECT {select} FROM ({summed}) s{table.joins()} "
+        f"GROUP BY {numbers} ORDER BY {len(groups) + 1} DESC, {numbers}"
+    )
     return sql, params
 
 
@@ -95,7 +103,7 @@ class _Tables:
             quote = self.quote
             self.sql.append(
                 f" {'LEFT JOIN' if outer else 'JOIN'} {quote(table)} {alias} "
-                f"ON {alias}.{quote('id')} = c.{quote(column)}"
+                f"ON {alias}.{quote('id')} = s.{quote(column)}"
             )
             self.aliases[column] = alias
         return self.aliases[column]
@@ -206,11 +214,14 @@ def _in(column: str, values: list[Any]) -> tuple[str, list[Any]] | None:
     return f"{column} IN ({', '.join(['%s'] * len(values))})", values
 
 
-def _group(model: type[models.Model], path: str, tables: _Tables, quote: Any) -> str | None:
+def _group(
+    model: type[models.Model], path: str, tables: _Tables, quote: Any
+) -> tuple[str, str] | None:
+    """(the summary's column a group is of, the group's value over the summed rows ``s``)."""
     parts = path.split(LOOKUP_SEP)
     if len(parts) == 1:
         field = _plain_field(model, parts[0])
-        return None if field is None else f"c.{quote(field.column)}"
+        return None if field is None else (field.column, f"s.{quote(field.column)}")
     if len(parts) != 2:
         return None
     relation = model._meta.get_field(parts[0])
@@ -221,4 +232,4 @@ def _group(model: type[models.Model], path: str, tables: _Tables, quote: Any) ->
         return None
     outer = relation.null  # a summary row without the term is a group of its own (None)
     alias = tables.alias(relation.column, relation.related_model._meta.db_table, outer)
-    return f"{alias}.{quote(field.column)}"
+    return relation.column, f"{alias}.{quote(field.column)}"
