@@ -118,8 +118,10 @@ def bench_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         }
     entry["figures"] = figures
     entry["database_version"] = common.database_version(dbs["base"].alias)
-    for db in dbs.values():
+    for size, db in dbs.items():
         common.close_instance(db)
+        if backend == "postgresql":  # the bench's databases go with it (SQLite: its temp home)
+            common.drop_database(f"{args.pg_url}_{size}")
     return entry
 
 

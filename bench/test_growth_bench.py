@@ -35,3 +35,31 @@ def test_without_warmups_the_rows_come_from_the_timed_runs(tmp_path: Path) -> No
     for key, figure in figures.items():
         assert figure["grown_ms"]["n"] == 1, key
         assert figure["rows"]["base"] is not None and figure["rows"]["grown"] is not None, key
+
+
+@pytest.mark.skipif(
+    "postgresql" not in os.environ.get("DATABASE_URL", ""),
+    reason="needs the PostgreSQL server of the PostgreSQL pass",
+)
+def test_the_postgresql_databases_go_with_the_bench(tmp_path: Path) -> None:
+    import psycopg
+
+    server = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
+    name = f"growth_bench_test_{os.getpid()}"
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "registry_growth_bench.py"),
+        *("--backends", "postgresql", "--pg-url", f"{server}/{name}"),
+        *("--releases", "1", "--per-release", "20", "--repeats", "1", "--warmups", "0"),
+        *("--out", str(tmp_path / "growth.json")),
+    ]
+    env = {**os.environ, "CELLREGISTRY_HOME": str(tmp_path / "home")}
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((tmp_path / "growth.json").read_text())["postgresql"]["figures"]
+    with psycopg.connect(f"{server}/postgres") as admin:
+        left = admin.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", [f"{name}%"]
+        ).fetchall()
+    assert left == []
