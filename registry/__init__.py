@@ -36,9 +36,9 @@ _CORE_REGISTRIES = {
 
 #: registries of apps over this one, by (app label, model): found through Django's app registry,
 #: so that importing this package imports none of them
-_APP_REGISTRIES = {"Cells": ("ontologies", "Cells")}
+APP_REGISTRIES = {"Cells": ("ontologies", "Cells")}
 
-__all__ = sorted(_INSTANCE_API | _CORE_REGISTRIES | set(_APP_REGISTRIES) | {"ontologies", "bionty"})
+__all__ = sorted(_INSTANCE_API | _CORE_REGISTRIES | set(APP_REGISTRIES) | {"ontologies", "bionty"})
 
 
 def __getattr__(name: str) -> Any:
@@ -54,13 +54,13 @@ def __getattr__(name: str) -> Any:
         from django.apps import apps
 
         return apps.get_model("registry", name)
-    if name in _APP_REGISTRIES:  # ln.Cells
+    if name in APP_REGISTRIES:  # ln.Cells
         import registry.connection as connection
 
         connection.setup()
         from django.apps import apps
 
-        return apps.get_model(*_APP_REGISTRIES[name])
+        return apps.get_model(*APP_REGISTRIES[name])
     if name.startswith("_"):
         raise AttributeError(name)
     if importlib.util.find_spec(f"{__name__}.{name}") is not None:  # a submodule

@@ -245,6 +245,10 @@ class DB:
         namespace = self._namespaces.get(namespace_name(name))  # db.ontologies, db.bionty
         if namespace is not None:
             return namespace
+        from registry import APP_REGISTRIES
+
+        if name in APP_REGISTRIES:  # db.Cells, as ln.Cells
+            return apps.get_model(*APP_REGISTRIES[name]).objects.db_manager(self.alias)
         return getattr(self._core, name)
 
     def __repr__(self) -> str:

@@ -160,7 +160,9 @@ def test_to_anndata_reads_exactly_the_counted_cells(bucket: Path, curation_db: l
     assert set(adata.obs.tissue_ontology_term_id) == {tissue}
 
 
-def test_a_query_names_its_release_or_takes_the_latest(bucket: Path, curation_db: ln.DB) -> None:
+def test_a_query_names_its_release_or_takes_the_latest(
+    bucket: Path, curation_db: ln.DB, tmp_path: Path
+) -> None:
     with pytest.raises(ReleaseError, match="No curated release has a cell summary yet"):
         ln.Cells.filter(is_primary_data=True).count()
     curate(bucket, OLD)
@@ -184,6 +186,12 @@ def test_a_query_names_its_release_or_takes_the_latest(bucket: Path, curation_db
     dataset = ln.Artifact.filter(version=OLD, suffix=".h5ad").first()
     with pytest.raises(ReleaseError, match="has no cell summary: it is not a curated release"):
         ln.Cells.filter(release=dataset).count()
+    # a handle asks its own instance: this one, and an empty one that is not the default
+    assert curation_db.Cells.filter(is_primary_data=True).count() == selection.count()
+    empty = ln.init("empty", db=f"sqlite:///{tmp_path / 'empty.sqlite3'}", make_default=False)
+    with pytest.raises(ReleaseError, match="No curated release has a cell summary yet"):
+        empty.Cells.filter(is_primary_data=True).count()
+    assert ln.Cells.filter(is_primary_data=True).count() == selection.count()
 
 
 def test_bad_inputs_are_named(bucket: Path, curation_db: ln.DB) -> None:
