@@ -77,9 +77,11 @@ def question_sql(
 
 
 def _plain_query(query: Any) -> bool:
-    """No slice, distinct, annotation, ordering or combination beyond the conditions."""
+    """Nothing beyond the conditions: no slice, distinct, annotation, combination, extra or
+    ``none()`` (the ordering does not matter: the question has its own)."""
     return not (
-        query.is_sliced
+        query.is_empty()
+        or query.is_sliced
         or query.distinct
         or query.annotations
         or query.combinator

@@ -276,13 +276,20 @@ def test_questions_written_directly_answer_as_the_orm(bucket: Path, curation_db:
             pd.testing.assert_frame_equal(direct.summarize(by=by), orm.summarize(by=by))
     some = ln.Cells.filter(cell_type__in=parent.descendants(include_self=True))
     assert some.summarize(by=["dataset"])["n_cells"].sum() == some.count() > 0
-    # other shapes are the ORM's: a range, an exclude, a path through a term's relation
+    plain = ln.Cells.filter(is_primary_data=True)
+    assert question_sql(plain, plain._release_sql(), ["artifact__reference"]) is not None
+    # other shapes are the ORM's: a range, an exclude, a path through a term's relation,
+    # none() (which holds no cells)
     for other in (
         ln.Cells.filter(n_cells__gt=3),
         ln.Cells.exclude(is_primary_data=True),
         ln.Cells.filter(cell_type__parents=parent),
+        ln.Cells.filter(is_primary_data=True).none(),
     ):
-        assert question_sql(other, other._release_sql(), ["dataset"]) is None
+        for groups in ([], ["artifact__reference"]):
+            assert question_sql(other, other._release_sql(), groups) is None
+    assert ln.Cells.filter(is_primary_data=True).none().count() == 0
+    assert ln.Cells.filter().none().summarize(by=["dataset"]).empty
 
 
 def test_a_question_is_a_prepared_statement_on_postgresql(bucket: Path, curation_db: ln.DB) -> None:
