@@ -241,7 +241,7 @@ def _pg_options(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     options: dict[str, Any] = dict(pairs)
     if "prepare_threshold" in options:
         value = options["prepare_threshold"].strip().lower()
-        options["prepare_threshold"] = None if value in ("", "none") else int(value)
+        options["prepare_threshold"] = None if value == "none" else int(value)
     return options
 
 
