@@ -26,10 +26,11 @@ from django.db.models import Exists, OuterRef, Q, Subquery, Sum
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import RawSQL
 
-from ontologies.cells_sql import question_sql
+from ontologies.cells_sql import conditions_sql, plain_query, question_sql
 from registry.databases import fetch_prepared
 from registry.errors import QueryError, RegistryError, UnknownFieldError
 from registry.query import RegistryQuerySet, field_dtype, resolve_path, typed_frame
+from registry.query.input_checks import check_condition_values
 
 if TYPE_CHECKING:
     import anndata
@@ -61,11 +62,37 @@ class CellsQuerySet(RegistryQuerySet):
 
     _release: Any = None  # a tag or SOMA artifact named with filter(release=...)
     _resolved_release: int | None = None  # the pk of its SOMA store, once looked up
+    #: ``filter`` keyword conditions not given to Django's query yet: conditions a question's
+    #: direct SQL takes (:func:`~ontologies.cells_sql.question_sql` reads them from
+    #: ``_conditions``) wait until the query itself is needed, which a question never needs
+    _pending: tuple[dict[str, Any], ...] = ()
 
     def _clone(self) -> CellsQuerySet:
-        clone = super()._clone()
+        pending, self._pending = self._pending, ()
+        try:  # Django's clone copies the query: the conditions waiting stay waiting
+            clone = super()._clone()
+        finally:
+            self._pending = pending
         clone._release = self._release
+        clone._pending = pending
         return clone
+
+    @property
+    def query(self) -> Any:
+        """Django's query, with the conditions still waiting given to it first."""
+        if self._pending:
+            pending, self._pending = self._pending, ()
+            postgresql = connections[self.db].vendor == "postgresql"
+            for kwargs in pending:
+                self._query = self._filtered(
+                    False, (), _terms_as_arrays(kwargs) if postgresql else kwargs
+                )._query
+        return models.QuerySet.query.fget(self)
+
+    @query.setter
+    def query(self, value: Any) -> None:
+        self._pending = ()
+        models.QuerySet.query.fset(self, value)
 
     def _filter_or_exclude(self, negate: bool, args: tuple, kwargs: dict) -> CellsQuerySet:
         if "release" in kwargs:
@@ -76,9 +103,26 @@ class CellsQuerySet(RegistryQuerySet):
             clone = self._clone()
             clone._release = release
             return clone._filter_or_exclude(negate, args, kwargs) if args or kwargs else clone
+        if not negate and not args and kwargs and self._can_wait(kwargs):
+            check_condition_values(self.model.__name__, (), kwargs, connections[self.db].vendor)
+            clone = self._chain()
+            clone._conditions = (*self._conditions, ("filter", (), kwargs))
+            clone._pending = (*self._pending, kwargs)
+            return clone
         if connections[self.db].vendor == "postgresql":
             kwargs = _terms_as_arrays(kwargs)
         return super()._filter_or_exclude(negate, args, kwargs)
+
+    def _can_wait(self, kwargs: dict[str, Any]) -> bool:
+        """The conditions can wait (:attr:`_pending`): the direct SQL takes every one of them
+        (so they name fields Django knows, with values it takes: nothing to report later that
+        ``filter`` reports now), and the query has nothing the direct SQL would not take."""
+        return (
+            self._deferred_filter is None
+            and self._result_cache is None
+            and plain_query(self._query)
+            and conditions_sql(self.model, kwargs, self.db) is not None
+        )
 
     # --- the release ----------------------------------------------------------------------
     def release_artifact(self) -> models.Model:

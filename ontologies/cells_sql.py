@@ -38,7 +38,8 @@ def question_sql(
     <groups>`` (no groups: the sum alone) for ``selection`` within ``release`` (SQL selecting
     its store's key, and its parameters), or ``None`` when a condition or group has another
     shape."""
-    if not _plain_query(selection.query):
+    # the query as the conditions left it (conditions still waiting are in _conditions too)
+    if selection._deferred_filter is not None or not plain_query(selection._query):
         return None
     connection = connections[selection.db]
     quote = connection.ops.quote_name
@@ -48,12 +49,12 @@ def question_sql(
     for kind, args, kwargs in selection._conditions:
         if kind != "filter" or args:
             return None
-        for key, value in kwargs.items():
-            condition = _condition(model, key, value, selection.db, connection.vendor, quote)
-            if condition is None:
-                return None
-            where.append(condition[0])
-            params += condition[1]
+        conditions = conditions_sql(model, kwargs, selection.db)
+        if conditions is None:
+            return None
+        for sql, condition_params in conditions:
+            where.append(sql)
+            params += condition_params
     cells = f"{quote(model._meta.db_table)} c WHERE {' AND '.join(where)}"
     n_cells = quote("n_cells")
     if not group_paths:
@@ -76,7 +77,23 @@ def question_sql(
     return sql, params
 
 
-def _plain_query(query: Any) -> bool:
+def conditions_sql(
+    model: type[models.Model], kwargs: dict[str, Any], using: str
+) -> list[tuple[str, list[Any]]] | None:
+    """The SQL of each ``filter`` keyword condition on the summary (alias ``c``), or None when
+    one of them has another shape."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    conditions = []
+    for key, value in kwargs.items():
+        condition = _condition(model, key, value, using, connection.vendor, quote)
+        if condition is None:
+            return None
+        conditions.append(condition)
+    return conditions
+
+
+def plain_query(query: Any) -> bool:
     """Nothing beyond the conditions: no slice, distinct, annotation, combination, extra or
     ``none()`` (the ordering does not matter: the question has its own)."""
     return not (

@@ -119,8 +119,8 @@ def related_ids_sql(
             f") SELECT term_id FROM related_terms"
         )
     params = list(seed_params)
-    if include_self:
-        sql = f"{sql} UNION {seed_rows}"
+    if include_self:  # UNION ALL: a key twice changes nothing where the keys are used (IN)
+        sql = f"{sql} UNION ALL {seed_rows}"
         params += list(seed_params)
     return sql, params
 
@@ -153,7 +153,10 @@ def related(
             f"ontology registries only."
         )
     sql, params = related_ids_sql(model, using, seeds, direction, include_self, method)
-    found = model.objects.db_manager(using).filter(pk__in=RawSQL(sql, params))
+    found = model.objects.db_manager(using).all()
+    # Django's deferred filter (as its related managers use it): the condition joins the query
+    # when the query is first needed, which putting the keys' SQL in a question never does
+    found._deferred_filter = (False, (), {"pk__in": RawSQL(sql, params)})
     # the keys' SQL alone, for a filter on them (ln.Cells); a refined clone no longer has it
     found.ids_sql = (sql, tuple(params))
     return found

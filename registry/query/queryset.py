@@ -43,6 +43,7 @@ from registry.query.links import (
     plain_column,
 )
 from registry.query.lookup import Lookup
+from registry.query.plain_get import plain_get_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -245,6 +246,17 @@ class RegistryQuerySet(models.QuerySet):
         if len(args) == 1 and isinstance(args[0], int) and not kwargs:
             kwargs = {"pk": args[0]}
             args = ()
+        if not args:
+            check_condition_values(self.model.__name__, args, kwargs, connections[self.db].vendor)
+            try:
+                found = plain_get_rows(self, kwargs)
+            except DatabaseError as exc:
+                self._raise_if_input_error(exc)
+                raise
+            if found is not None and len(found) < 2:  # several: as Django does it, below
+                if not found:
+                    raise self.model.DoesNotExist(self._no_match_message(args, kwargs))
+                return found[0]
         try:
             return super().get(*args, **kwargs)
         except self.model.DoesNotExist:

@@ -12,7 +12,7 @@ import cellxgene_census
 import pandas as pd
 import pytest
 from django.core.management import call_command
-from django.db import connections
+from django.db import connections, models
 from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
 
@@ -22,6 +22,7 @@ from curation.features import NO_TERM, SUMMARIZED
 from demo.census.release import build_release
 from ontologies.cells import CellsSelectionError, ReleaseError
 from ontologies.cells_sql import question_sql
+from ontologies.models import Cells as CellsRow
 from registry.errors import UnknownFieldError
 
 OLD, NEW = "2024-07-01", "2025-01-30"
@@ -290,6 +291,37 @@ def test_questions_written_directly_answer_as_the_orm(bucket: Path, curation_db:
             assert question_sql(other, other._release_sql(), groups) is None
     assert ln.Cells.filter(is_primary_data=True).none().count() == 0
     assert ln.Cells.filter().none().summarize(by=["dataset"]).empty
+
+
+def test_conditions_wait_until_the_query_is_needed(bucket: Path, curation_db: ln.DB) -> None:
+    """``filter`` conditions of the direct shapes, and ``descendants()``, leave Django's query
+    alone (a question never needs it); whatever needs the query gets every condition, in any
+    chain of filter, exclude and clones."""
+    curate(bucket, OLD)
+    obs = h5ad_obs(bucket, OLD)
+    ids, tissue = t_cells_in(obs)
+    parent = ln.bionty.CellType.get(ontology_id=ids[0])
+    below = parent.descendants(include_self=True)
+    assert below._deferred_filter is not None  # the keys' SQL is not in its query yet
+    selection = ln.Cells.filter(cell_type__in=below, tissue__ontology_id=tissue)
+    assert selection._pending and not selection._query.where
+    assert selection.count() > 0 and selection._pending  # a question: still waiting
+    rows = models.QuerySet(CellsRow)
+    expected = rows.filter(cell_type__ontology_id__in=ids, tissue__ontology_id=tissue)
+    assert sorted(selection.values_list("pk", flat=True)) == sorted(
+        expected.values_list("pk", flat=True)
+    )
+    assert selection._pending  # a clone's query got them, this one still waits
+    assert selection.query.where and not selection._pending  # given to its query
+    assert selection.count() == expected.aggregate(n=models.Sum("n_cells"))["n"]
+    chained = ln.Cells.filter(tissue__ontology_id=tissue).filter(is_primary_data=True)
+    chained = chained.exclude(cell_type__ontology_id=ids[0])
+    expected = rows.filter(tissue__ontology_id=tissue, is_primary_data=True).exclude(
+        cell_type__ontology_id=ids[0]
+    )
+    assert set(chained.values_list("pk", flat=True)) == set(expected.values_list("pk", flat=True))
+    assert len(chained) == expected.count() > 0
+    assert set(below.values_list("ontology_id", flat=True)) >= set(ids)
 
 
 def test_a_question_is_a_prepared_statement_on_postgresql(bucket: Path, curation_db: ln.DB) -> None:

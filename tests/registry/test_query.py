@@ -10,9 +10,9 @@ from django.db import models
 import registry as ln
 from demo import synthetic
 from ontologies.models import ArtifactCellType
-from registry.errors import MultipleRecordsError, NoRecordError, UnknownFieldError
+from registry.errors import MultipleRecordsError, NoRecordError, QueryError, UnknownFieldError
 from registry.models import Artifact, Collection, CollectionArtifact, ULabel
-from registry.query import to_attribute_name
+from registry.query import plain_get, to_attribute_name
 from tests.conftest import on_postgres
 
 pytestmark = pytest.mark.django_db
@@ -373,6 +373,40 @@ class TestGetOne:
         count = len(_ids_with_cell_types("B cell"))
         assert f"{count} Artifact records match" in message
         assert "uids:" in message
+
+    def test_plain_gets_are_compiled_once_and_equal_djangos(self) -> None:
+        """A get by plain fields reuses its compiled SQL (registry.query.plain_get) and returns
+        the record Django's own get returns: every field, typed as Django types it."""
+        plain_get._COMPILED.clear()
+        fields = [f.attname for f in Artifact._meta.concrete_fields]
+        for artifact in models.QuerySet(Artifact).order_by("id")[:25]:
+            for conditions in (
+                {"uid": artifact.uid},
+                {"pk": artifact.pk},
+                {"id": artifact.id, "uid": artifact.uid},
+                {"is_latest": artifact.is_latest, "uid": artifact.uid},  # a boolean: Django's way
+            ):
+                got = Artifact.get(**conditions)
+                expected = models.QuerySet(Artifact).get(**conditions)
+                assert [getattr(got, f) for f in fields] == [getattr(expected, f) for f in fields]
+                assert [type(getattr(got, f)) for f in fields] == [
+                    type(getattr(expected, f)) for f in fields
+                ]
+                assert got._state.db == expected._state.db and not got._state.adding
+        compiled = {s[3]: c for s, c in plain_get._COMPILED.items() if s[0] is Artifact}
+        assert set(compiled) == {("uid",), ("id",), ("id", "uid")}
+        assert all(c is not None for c in compiled.values())  # all three went the plain way
+
+    def test_plain_get_of_several_or_none(self) -> None:
+        """The plain way leaves several matches to Django's get (the latest of one record's
+        versions, or the error) and reports no match as the other way does."""
+        with pytest.raises(Artifact.MultipleObjectsReturned, match="Artifact records match"):
+            Artifact.get(suffix=".h5ad")
+        with pytest.raises(Artifact.DoesNotExist, match="No Artifact matches uid='x"):
+            Artifact.get(uid="x" * 20)
+        with pytest.raises(QueryError, match="NUL"):
+            Artifact.get(description="a\x00b")
+        assert Artifact.get(pk=str(Artifact.get(uid=Artifact.filter().first().uid).pk))
 
     def test_get_by_unknown_uid(self) -> None:
         with pytest.raises(Collection.DoesNotExist, match="No Collection matches uid='xxxx'"):
