@@ -230,7 +230,8 @@ SQLITE_WRITE_PRAGMAS = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
 
 #: PostgreSQL: a statement run through a server-binding cursor with ``prepare=True``
 #: (:func:`registry.databases.fetch_prepared`) is prepared at once and its plan reused by the
-#: session. Django's own queries bind on the client and are never prepared. Behind a pooler
+#: session (``ln.Cells`` questions, ``get()`` by plain fields: :mod:`registry.query.plain_get`).
+#: Django's own queries bind on the client and are never prepared. Behind a pooler
 #: that cannot keep prepared statements (PgBouncer in transaction mode before 1.21), add
 #: ``?prepare_threshold=none`` to the URL.
 PG_PREPARE_THRESHOLD = 5
