@@ -87,6 +87,8 @@ class ConcurrentDemo:
     home: Path
     builder: subprocess.CompletedProcess
     waiter: subprocess.CompletedProcess
+    #: ``instances.toml`` as the two runs left it (tests that run later may add instances)
+    config: str
 
 
 _shared: ConcurrentDemo | None = None
@@ -121,5 +123,7 @@ def shared_demo(base: Path) -> ConcurrentDemo:
         home = base / "demo-home"
         first, second = start_together(home, cli_command("demo"), manage_command("demo"))
         builder, waiter = (second, first) if WAITING in first.stderr else (first, second)
-        _shared = ConcurrentDemo(home=home, builder=builder, waiter=waiter)
+        config_file = home / "instances.toml"
+        config = config_file.read_text() if config_file.exists() else ""
+        _shared = ConcurrentDemo(home=home, builder=builder, waiter=waiter, config=config)
     return _shared
