@@ -213,6 +213,8 @@ def test_init_info_connect_on_embedded_instances(lab: Lab) -> None:
     assert fields(cli(home, "info").stdout)["instance"] == f"other (read-write; {chosen})"
     by_option = fields(cli(home, "info", "--instance", "mylab").stdout)
     assert by_option["instance"] == "mylab (read-write; chosen by --instance)"
+    for first in (["--instance", "mylab"], ["--instance=mylab"]):  # before the subcommand too
+        assert fields(cli(home, *first, "info").stdout) == by_option
 
     shell = cli(home, "connect", "mylab", CELLREGISTRY_INSTANCE="other")
     assert "Note: $CELLREGISTRY_INSTANCE=other is set in this shell" in shell.stdout
@@ -328,6 +330,7 @@ def test_command_lines_that_do_not_parse_are_one_line_with_status_2(tmp_path: Pa
         ("curate",): "cellregistry curate: error: the following arguments are required: --source",
         ("serve", "--port", "http"): "cellregistry serve: error: argument --port: 'http' is not",
         ("info", "--verbose"): "cellregistry: error: unrecognized arguments: --verbose",
+        ("--instance", "lab"): "cellregistry: error: the following arguments are required: COM",
     }
     failed = together(home, *(cli_command(*args) for args in cases))
     for result, message in zip(failed, cases.values(), strict=True):

@@ -36,7 +36,7 @@ def build_parser() -> Parser:
     parser = Parser(
         prog=PROG,
         description="cellregistry: a metadata registry and catalog for CELLxGENE data. "
-        "Every subcommand takes --instance NAME and --help.",
+        "Every subcommand takes --instance NAME (before or after the subcommand) and --help.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -48,9 +48,20 @@ def build_parser() -> Parser:
     return parser
 
 
+def instance_after_command(argv: list[str]) -> list[str]:
+    """``--instance NAME COMMAND ...`` (or ``--instance=NAME``) as ``COMMAND --instance NAME
+    ...``: the option is taken before the subcommand as after it."""
+    taken = 1 if argv and argv[0].startswith("--instance=") else 2
+    if not argv or argv[0].split("=")[0] != "--instance":
+        return argv
+    if len(argv) <= taken:  # no subcommand after it: the parser says one is required
+        return []
+    return [argv[taken], *argv[:taken], *argv[taken + 1 :]]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``cellregistry ARGV`` (default: the process's arguments); the exit status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = instance_after_command(sys.argv[1:] if argv is None else list(argv))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "registry.settings")
     if argv and argv[0] in MANAGEMENT_COMMANDS:
         command, _ = MANAGEMENT_COMMANDS[argv[0]]
