@@ -9,6 +9,8 @@ rule (:func:`registry.census_releases.alias_targets`). The shape and the reader 
 from __future__ import annotations
 
 import json
+import random
+import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,10 +23,18 @@ from registry.census_releases import (
     release_key,
     split_directory,
 )
+from registry.errors import RegistryError
 from registry.locks import file_lock
 
 if TYPE_CHECKING:
     from demo.census.release import Destination
+
+#: reads and conditional writes of an S3 release directory before a build gives up
+DIRECTORY_ATTEMPTS = 20
+
+
+class DirectoryContentionError(RegistryError):
+    """The release directory changed under every attempt to add a release to it."""
 
 
 def release_entry(dest: str, tag: str, *, lts: bool, region: str | None) -> dict[str, Any]:
@@ -52,17 +62,27 @@ def merged_directory(existing: dict[str, Any], tag: str, entry: dict[str, Any]) 
 def update_release_directory(target: Destination, tag: str, *, lts: bool) -> dict[str, Any]:
     """Add release ``tag`` to the directory at ``target``; the directory written.
 
-    In a local folder, builds finishing together update it one at a time (a file lock); on S3
-    the last writer wins, so build releases into one bucket one after the other.
+    Builds finishing together each add their release: in a local folder they update it one at a
+    time (a file lock); on S3 each writes only the version it read (a conditional write), and
+    one that finds it changed meanwhile reads it again and merges its release into that, up to
+    :data:`DIRECTORY_ATTEMPTS` times.
 
     Raises:
         ValueError: the directory there is not valid JSON.
+        DirectoryContentionError: on S3, other writers changed it before every attempt.
     """
     local = None if target.is_s3 else Path(target.dest) / RELEASES_FOLDER / ".release.json.lock"
+    entry = release_entry(target.dest, tag, lts=lts, region=target.region)
     with file_lock(local) if local else nullcontext():
-        text = target.read_text(DIRECTORY_KEY)
-        existing = json.loads(text) if text else {}
-        entry = release_entry(target.dest, tag, lts=lts, region=target.region)
-        directory = merged_directory(existing, tag, entry)
-        target.write_text(DIRECTORY_KEY, json.dumps(directory, indent=2) + "\n")
-    return directory
+        for attempt in range(DIRECTORY_ATTEMPTS):
+            text, etag = target.read_versioned(DIRECTORY_KEY)
+            directory = merged_directory(json.loads(text) if text else {}, tag, entry)
+            if target.write_if_unchanged(
+                DIRECTORY_KEY, json.dumps(directory, indent=2) + "\n", etag
+            ):
+                return directory
+            time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # the others' writes go first
+    raise DirectoryContentionError(
+        f"{target.dest}/{DIRECTORY_KEY} changed under each of {DIRECTORY_ATTEMPTS} attempts to add "
+        f"release {tag!r}: too many builds at once. Build {tag!r} again with --overwrite."
+    )

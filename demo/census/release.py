@@ -28,7 +28,7 @@ import pandas as pd
 
 from curation.tags import check_tag
 from demo.census.cells import gene_pool, generate_cells
-from demo.census.directory import update_release_directory
+from demo.census.directory import DirectoryContentionError, update_release_directory
 from demo.census.h5ad import published_anndata, write_h5ad
 from demo.census.plan import DatasetPlan, ReleasePlan, next_release, plan_release
 from demo.census.soma import CensusPart, CensusWriter, census_part
@@ -227,15 +227,42 @@ class Destination:
 
     def read_text(self, relative: str) -> str | None:
         """The text of the file ``relative`` (to DEST), or None when there is none."""
+        return self.read_versioned(relative)[0]
+
+    def read_versioned(self, relative: str) -> tuple[str | None, str | None]:
+        """The text of the file ``relative`` (None when there is none) and, on S3, the ETag of
+        the object read (for :meth:`write_if_unchanged`)."""
         if not self.is_s3:
             path = Path(self.dest) / relative
-            return path.read_text() if path.is_file() else None
+            return (path.read_text() if path.is_file() else None), None
         key = "/".join(p for p in (self.prefix, relative) if p)
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=key)
         except self.client.exceptions.NoSuchKey:
-            return None
-        return body["Body"].read().decode()
+            return None, None
+        return body["Body"].read().decode(), body["ETag"]
+
+    def write_if_unchanged(self, relative: str, text: str, etag: str | None) -> bool:
+        """On S3, write the file ``relative`` only if it is still the object of ``etag`` (None:
+        only if there is none yet), an S3 conditional write; False when another writer changed
+        it first. A local file is written as :meth:`write_text` does (callers lock it)."""
+        if not self.is_s3:
+            self.write_text(relative, text)
+            return True
+        from botocore.exceptions import ClientError
+
+        key = "/".join(p for p in (self.prefix, relative) if p)
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=text.encode(), **condition)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            # 412: changed since it was read; 409: a conditional write of the same key at once
+            if status in (409, 412) or error.get("Code") in ("PreconditionFailed", "Conflict"):
+                return False
+            raise
+        return True
 
     def write_text(self, relative: str, text: str) -> None:
         """Write the file ``relative`` (to DEST); a local file is replaced atomically."""
@@ -383,6 +410,8 @@ def build_release(
         (staging / PLAN_FILE).write_text(plan.to_json())
     try:
         update_release_directory(target, tag, lts=lts)
+    except DirectoryContentionError as exc:
+        raise DemoReleaseError(f"Release {tag!r} was built, but {exc}") from exc
     except ValueError as exc:
         raise DemoReleaseError(
             f"Release {tag!r} was built, but the release directory {dest}/{DIRECTORY_KEY} is not "

@@ -285,3 +285,61 @@ def test_release_on_s3_opens_with_cellxgene_census(s3_server: str, s3_bucket: st
         assert adata.n_obs > 0 and adata.X.nnz > 0
     with pytest.raises(CommandError, match=f"Release '{OLD}' already exists"):
         call_command("build_demo_release", tag=OLD, dest=dest, quiet=True)
+
+
+def test_builds_finishing_together_each_add_their_release_on_s3(
+    s3_server: str, s3_bucket: str
+) -> None:
+    """The release directory on S3 is written conditionally (the version read, or none yet):
+    builds that finish at once each add their release, none overwrites another's."""
+    import threading
+
+    from demo.census.directory import update_release_directory
+    from demo.census.release import Destination
+
+    dest = f"s3://{s3_bucket}/together"
+    tags = [f"2030-01-{day:02d}" for day in range(1, 13)]
+    targets = [Destination(dest) for _ in tags]  # one client each, made before the threads
+    start, failures = threading.Barrier(len(tags)), []
+
+    def add(target: Destination, tag: str) -> None:
+        start.wait()
+        try:
+            update_release_directory(target, tag, lts=True)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=add, args=pair) for pair in zip(targets, tags, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    text, _ = Destination(dest).read_versioned("cell-census/release.json")
+    directory = json.loads(text)
+    assert list(directory) == ["stable", "latest", *sorted(tags, reverse=True)]
+    assert directory["latest"] == tags[-1]
+
+
+def test_a_release_directory_changed_under_every_attempt_is_an_error(
+    s3_server: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build whose conditional writes all find the directory changed says so and what to do
+    (a reader of an out-of-date version: every write is refused by S3 with 412)."""
+    from demo.census import directory
+    from demo.census.release import Destination
+
+    class OutOfDate(Destination):
+        def read_versioned(self, relative: str) -> tuple[str | None, str | None]:
+            text, _ = super().read_versioned(relative)
+            return text, '"0123456789abcdef0123456789abcdef"'
+
+    dest = f"s3://{s3_bucket}/stale"
+    directory.update_release_directory(Destination(dest), "2030-01-01", lts=True)
+    monkeypatch.setattr(directory, "DIRECTORY_ATTEMPTS", 3)
+    with pytest.raises(directory.DirectoryContentionError) as error:
+        directory.update_release_directory(OutOfDate(dest), "2030-02-01", lts=True)
+    assert str(error.value) == (
+        f"{dest}/cell-census/release.json changed under each of 3 attempts to add release "
+        "'2030-02-01': too many builds at once. Build '2030-02-01' again with --overwrite."
+    )
