@@ -20,6 +20,7 @@ from django.db import connections, models
 from django.db.models.query import MAX_GET_RESULTS, ModelIterable
 
 from registry.databases import fetch_prepared
+from registry.errors import UnknownFieldError
 from registry.query.aliases import resolve_path
 
 #: field types whose values are passed to the database as given (after the type check below)
@@ -48,9 +49,10 @@ def plain_get_rows(queryset: models.QuerySet, kwargs: dict[str, Any]) -> list[An
     alias = queryset.db
     connection = connections[alias]
     shape = (model, alias, connection, tuple(names))
+    by_name = dict(zip(names, kwargs.values(), strict=True))
     compiled = _COMPILED.get(shape, False)
     if compiled is False:
-        compiled = _compile(model, alias, dict(zip(names, kwargs.values(), strict=True)))
+        compiled = _compile(model, alias, by_name)
         with _LOCK:
             if len(_COMPILED) >= MAX_SHAPES:
                 _COMPILED.clear()
@@ -58,7 +60,6 @@ def plain_get_rows(queryset: models.QuerySet, kwargs: dict[str, Any]) -> list[An
     if compiled is None:
         return None
     sql, converters, compiler, fields = compiled
-    by_name = dict(zip(names, kwargs.values(), strict=True))
     params = [by_name[name] for name in sorted(by_name)]  # Django orders a filter's keywords
     rows = fetch_prepared(alias, sql, params)  # on PostgreSQL planned once per session
     if converters:
@@ -95,7 +96,7 @@ def _plain_name(model: type[models.Model], key: str, value: Any) -> str | None:
     else:
         try:
             path, _, field = resolve_path(model, key)
-        except Exception:  # an unknown field: Django's way reports it
+        except UnknownFieldError:  # Django's way reports it
             return None
         name = path
     if "__" in name or field is None or field.is_relation or not field.concrete:
