@@ -183,13 +183,12 @@ class RegistryQuerySet(models.QuerySet):
     @_input_errors_translated
     def count(self) -> int:
         """The number of records; a query with only a condition on one label relation is
-        counted from its link table alone (``COUNT(DISTINCT artifact_id)``)."""
+        counted from its link table alone (``COUNT(DISTINCT artifact_id)``), or on SQLite read
+        from the label's kept count (:func:`registry.query.links.keep_label_counts`)."""
         link = self._only_link_condition()
         if link is None:
             return super().count()
-        with connections[self.db].cursor() as cursor:
-            cursor.execute(link.count_sql(), link.params)
-            return cursor.fetchone()[0]
+        return link.count(connections[self.db])
 
     def _only_link_condition(self) -> LinkSubquery | None:
         """The link subquery when it is this query's only condition (no slice, join, distinct,
