@@ -46,6 +46,15 @@ def is_read_only(alias: str) -> bool:
     return bool(connections.settings[alias].get("READ_ONLY"))
 
 
+def configured_read_only(alias: str) -> bool:
+    """Whether the instance behind ``alias`` is read-only, by its connection or by its entry in
+    instances.toml (``init`` migrates a read-only instance through a writable connection)."""
+    if is_read_only(alias):
+        return True
+    config = instances.known_instances().get(connections.settings[alias].get("INSTANCE", ""))
+    return bool(config and config.read_only)
+
+
 def read_only_error(alias: str, action: str) -> ReadOnlyInstanceError:
     """The error for a write refused on the read-only instance behind ``alias``."""
     name = instance_name(alias)

@@ -30,7 +30,7 @@ from django.db import connection, connections, models, transaction
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import RawSQL
 
-from registry.databases import check_writable
+from registry.databases import check_writable, configured_read_only
 from registry.query.aliases import has_field
 
 #: a link row: (artifact_id, label_id, feature_id, n_cells, n_primary_cells)
@@ -451,10 +451,11 @@ def keep_label_counts(using: str) -> list[str]:
     """On a writable SQLite instance, make sure every label link table's counts are kept:
     where a table's triggers are missing (a new table, a database of an earlier version, a
     table SQLite rebuilt in a migration), count its links afresh and add them, in one
-    transaction. Returns the tables set up now. Run after every ``migrate``."""
+    transaction. Returns the tables set up now. Run after every ``migrate``; a read-only
+    instance is left as it is (its counts are kept if the instance that wrote it kept them)."""
     db = connections[using]
-    if db.vendor != "sqlite" or db.settings_dict.get("READ_ONLY"):
-        return []
+    if db.vendor != "sqlite" or configured_read_only(using):
+        return []  # a read-only instance's database is never written: its links are counted
     _kept_tables.clear()
     with db.cursor() as cursor:
         cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sqlite3
+from pathlib import Path
 
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+import registry as ln
 from ontologies.models import ArtifactCellType, CellType
 from registry.models import Artifact, Feature, Storage
 from registry.query import links
@@ -134,3 +137,32 @@ def test_missing_triggers_are_restored_with_fresh_counts() -> None:
     assert "ontologies_artifactcelltype" in links.kept_counts(connection)
     _random_writes(seed=4, steps=100)
     _assert_counts_match()
+
+
+def _triggers(path: Path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    return {name for (name,) in rows}
+
+
+@pytest.mark.skipif("on_postgres()", reason="the counts are kept on SQLite only")
+def test_init_keeps_counts_on_a_writable_instance_only(
+    tmp_path: Path, isolated_instances: None
+) -> None:
+    """A database of an earlier version (no triggers): ``init`` as a read-only mirror leaves it
+    as it is; ``init`` as a writable instance counts its links and adds the triggers."""
+    path = tmp_path / "lab.sqlite3"
+    ln.init("lab", db=f"sqlite:///{path}", storage=tmp_path / "data", make_default=False)
+    expected = {
+        name
+        for link in links.label_link_tables()
+        for name in links._trigger_names(link._meta.db_table)
+    }
+    assert _triggers(path) == expected
+    with sqlite3.connect(path) as db:
+        for name in expected:
+            db.execute(f'DROP TRIGGER "{name}"')
+    ln.init("mirror", db=f"sqlite:///{path}", read_only=True, make_default=False)
+    assert _triggers(path) == set()
+    ln.init("lab", db=f"sqlite:///{path}", storage=tmp_path / "data", make_default=False)
+    assert _triggers(path) == expected
