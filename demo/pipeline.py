@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cellxgene_ontology_guide.entities import Ontology
-from django.db import transaction
+from django.db import connections, transaction
 
 from curation.collections import COLLECTION_REFERENCE
 from curation.steps import CurationSummary, curate_release
@@ -30,6 +30,7 @@ from registry import instances
 from registry.connection import app_registries
 from registry.databases import instance_name, writing_as
 from registry.models import Collection, Storage
+from registry.storage_roots import normalise_root
 
 #: the demo's releases, oldest first: the Census LTS tags of the LaminDB guide
 RELEASES = ("2024-07-01", "2025-01-30")
@@ -59,13 +60,18 @@ def bucket_of(instance: str) -> Path:
 
 
 def used_registries(using: str) -> list[str]:
-    """The registries (core and ontology) that hold records, users aside."""
-    return [
-        name
-        for app in ("registry", "ontologies")
-        for name, model in app_registries(app).items()
-        if name not in IGNORED_REGISTRIES and model.objects.db_manager(using).exists()
-    ]
+    """The registries (core and ontology) that hold records, users and the instance's default
+    storage (which ``init`` records) aside."""
+    own_storage = normalise_root(connections.settings[using]["STORAGE"])
+    used = []
+    for app in ("registry", "ontologies"):
+        for name, model in app_registries(app).items():
+            records = model.objects.db_manager(using)
+            if model is Storage:
+                records = records.exclude(root=own_storage)
+            if name not in IGNORED_REGISTRIES and records.exists():
+                used.append(name)
+    return used
 
 
 def demo_bucket(using: str) -> Path | None:

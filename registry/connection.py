@@ -8,6 +8,7 @@ process. Each alias carries its instance name, storage root and read-only flag i
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +20,78 @@ from django.db import connections
 
 import registry.instances as instances
 from registry.database_errors import ensure_reachable
-from registry.databases import forget_user_ids
+from registry.databases import default_storage, forget_user_ids
 from registry.errors import InstanceConnectionError
 from registry.locks import file_lock
 from registry.query import namespace_name, registry_name
 
 
-def setup() -> None:
-    """Configure Django for the default instance once per process (cheap when already done)."""
-    if not settings.configured:
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "registry.settings")
-    if not apps.ready:
-        django.setup()
-        create_embedded_if_missing()
+@dataclass(frozen=True)
+class InstanceSettings:
+    """The default instance as ``ln.setup.settings.instance`` shows it."""
+
+    name: str
+    db: str  # the database URL, without its password
+    storage: str  # the default storage root
+    read_only: bool
+
+
+class Settings:
+    """``ln.setup.settings``: the default instance of this process and its default storage."""
+
+    @property
+    def instance(self) -> InstanceSettings:
+        from registry.database_errors import database_url
+
+        entry = connections.settings["default"]
+        return InstanceSettings(
+            entry["INSTANCE"],
+            database_url("default"),
+            entry["STORAGE"],
+            bool(entry.get("READ_ONLY")),
+        )
+
+    @property
+    def storage(self) -> Any:
+        """The Storage record of the default storage root (recorded by ``init``; on first use
+        for an instance made before it did). A read-only instance without one: an unsaved
+        record naming the root."""
+        from registry.databases import configured_read_only, default_storage
+
+        if configured_read_only("default"):
+            root = connections.settings["default"]["STORAGE"]
+            model = apps.get_model("registry", "Storage")
+            found = model.objects.filter(root=root).first()
+            return found if found is not None else model(root=root)
+        return default_storage("default")
+
+    def __repr__(self) -> str:
+        instance = self.instance
+        mode = "read-only" if instance.read_only else "read-write"
+        return (
+            f"instance: {instance.name} ({mode})\ndatabase: {instance.db}\n"
+            f"storage:  {instance.storage}"
+        )
+
+
+class Setup:
+    """``ln.setup()`` configures Django for the default instance once per process (cheap when
+    already done); ``ln.setup.settings`` shows the default instance and its storage."""
+
+    def __call__(self) -> None:
+        if not settings.configured:
+            os.environ.setdefault("DJANGO_SETTINGS_MODULE", "registry.settings")
+        if not apps.ready:
+            django.setup()
+            create_embedded_if_missing()
+
+    @property
+    def settings(self) -> Settings:
+        self()
+        return Settings()
+
+
+setup = Setup()
 
 
 def create_embedded_if_missing() -> None:
@@ -50,6 +110,7 @@ def create_embedded_if_missing() -> None:
         if not path.exists():
             Path(entry["STORAGE"]).mkdir(parents=True, exist_ok=True)
             migrate("default")
+            default_storage("default")
 
 
 def _register_alias(alias: str, config: instances.InstanceConfig) -> None:
@@ -122,7 +183,8 @@ def init(
         name: instance name, e.g. ``"mylab"``.
         db: database URL; default: a SQLite file under ``$CELLREGISTRY_HOME/<name>/``.
             A relative SQLite path is recorded as an absolute one.
-        storage: default storage root (local folder or ``s3://bucket/prefix``).
+        storage: default storage root (local folder or ``s3://bucket/prefix``), recorded as a
+            Storage (``ln.setup.settings.storage``): ``Artifact(data).save()`` writes there.
         read_only: mark the instance read-only (a public mirror): from then on its connections
             are read-only in the database too. The database is still created and migrated
             here if it needs it (the one write init makes); an up-to-date database is left
@@ -153,6 +215,8 @@ def init(
     _register_alias(alias, writable)  # the URL may have changed since the alias was made
     ensure_reachable(alias)
     migrate(alias)
+    if not read_only:  # a mirror's database is left as it is
+        default_storage(alias)
     _register_alias(alias, config)  # now apply the read-only flag
     return connect(name) if make_default else DB(name)
 

@@ -55,6 +55,20 @@ def configured_read_only(alias: str) -> bool:
     return bool(config and config.read_only)
 
 
+def default_storage(alias: str) -> Any:
+    """The Storage record of the default storage root of the instance behind ``alias`` (its
+    ``storage`` in instances.toml), recorded on first use on a writable instance."""
+    from registry.storage_roots import normalise_root
+
+    storage_model = apps.get_model("registry", "Storage")
+    root = normalise_root(connections.settings[alias]["STORAGE"])
+    found = storage_model.objects.db_manager(alias).filter(root=root).first()
+    if found is None:
+        check_writable(alias, f"record its default storage {root!r}")
+        found, _ = storage_model.objects.db_manager(alias).get_or_create(root=root)
+    return found
+
+
 def read_only_error(alias: str, action: str) -> ReadOnlyInstanceError:
     """The error for a write refused on the read-only instance behind ``alias``."""
     name = instance_name(alias)

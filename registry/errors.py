@@ -95,6 +95,11 @@ class InvalidKeyError(StorageError, ValueError):
     refused by ``Artifact.save()`` and by every accessor."""
 
 
+class InvalidArtifactDataError(RegistryError, ValueError):
+    """What ``Artifact(data, ...)`` was given cannot be registered (a folder, a missing file, an
+    S3 URL, an object that is not an AnnData or DataFrame), or its key does not fit."""
+
+
 class NotHDF5Error(CorruptFileError):
     """An ``.h5ad`` whose first bytes are not the HDF5 signature."""
 

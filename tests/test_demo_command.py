@@ -130,8 +130,12 @@ def test_demo_refuses_an_instance_with_other_records(tmp_path: Path) -> None:
         "to it. Run the demo on a fresh instance: unset CELLREGISTRY_INSTANCE and run `python "
         "manage.py demo` (instance 'demo'), or pass `--instance NEW_NAME`."
     ) in refused.stderr.replace("\n", " ")
-    check = run(home, "-c", 'import registry as ln; ln.connect("lab"); print(ln.Storage.count())')
-    assert check.stdout.strip() == "0", check.stderr
+    roots = (
+        'import registry as ln; ln.connect("lab"); '
+        'print(*ln.Storage.values_list("root", flat=True))'
+    )
+    check = run(home, "-c", roots)
+    assert check.stdout.split() == [str(home.resolve() / "lab" / "storage")], check.stderr
     assert not (home / "lab" / "census-bucket").exists()
 
 

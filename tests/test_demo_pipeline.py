@@ -30,7 +30,7 @@ def test_claim_marks_the_instance_with_its_bucket(fresh: ln.DB, tmp_path: Path) 
     pipeline.claim(fresh.alias, bucket)
     pipeline.claim(fresh.alias, bucket)  # once only
     assert pipeline.demo_bucket(fresh.alias) == bucket
-    assert fresh.Storage.count() == 1
+    assert fresh.Storage.filter(root=str(bucket)).count() == 1
 
 
 def test_the_study_collection_gets_the_guides_uid(fresh: ln.DB, tmp_path: Path) -> None:  # noqa: F811

@@ -17,7 +17,7 @@ import pandas as pd
 import tiledbsoma
 
 from registry.accessors.backends import backend_for
-from registry.accessors.base import ArtifactLike
+from registry.accessors.base import ArtifactLike, object_key
 from registry.accessors.cache import cache_artifact
 from registry.accessors.h5ad import AnnDataAccessor
 from registry.accessors.local import LocalBackend
@@ -125,14 +125,14 @@ def open_artifact(artifact: ArtifactLike) -> Any:
             f"stores, not {kind or 'files without suffix'!r}. Use artifact.load() or "
             "artifact.cache()."
         )
-    local = backend.local_path(artifact.key)
+    local = backend.local_path(object_key(artifact))
     if local is not None:
-        backend.stat(artifact.key)  # a clear error when the file is missing
+        backend.stat(object_key(artifact))  # a clear error when the file is missing
         source: Path | RemoteFile = local
         reader: Any = LocalRangeReader(local)
         remote = None
     else:
-        remote = backend.open(artifact.key)
+        remote = backend.open(object_key(artifact))
         source = reader = remote
     try:
         file = h5py.File(source, "r")
@@ -142,8 +142,10 @@ def open_artifact(artifact: ArtifactLike) -> Any:
     except _READ_ERRORS as exc:
         if remote is not None:
             remote.close()
-        raise _corrupt(artifact, backend.uri(artifact.key), exc, ".h5ad") from exc
-    return AnnDataAccessor(file, name=backend.uri(artifact.key), reader=reader, remote=remote)
+        raise _corrupt(artifact, backend.uri(object_key(artifact)), exc, ".h5ad") from exc
+    return AnnDataAccessor(
+        file, name=backend.uri(object_key(artifact)), reader=reader, remote=remote
+    )
 
 
 def open_soma_store(
@@ -164,9 +166,9 @@ def open_soma_store(
             read.
     """
     backend = backend_for(artifact.storage)
-    uri = backend.uri(artifact.key)
-    if backend.local_path(artifact.key) is not None:
-        backend.stat(artifact.key)  # a clear error when the folder is missing
+    uri = backend.uri(object_key(artifact))
+    if backend.local_path(object_key(artifact)) is not None:
+        backend.stat(object_key(artifact))  # a clear error when the folder is missing
     config = {**backend.tiledb_config(), **(tiledb_config or {})}
     if context is None:
         context = tiledbsoma.SOMATileDBContext(tiledb_config=config)

@@ -36,6 +36,12 @@ class ArtifactLike(Protocol):
     hash_type: str
 
 
+def object_key(artifact: ArtifactLike) -> str:
+    """Where an artifact's bytes are inside its storage: ``storage_key`` when this instance
+    wrote them (``.cellregistry/<uid><suffix>``), else its ``key``."""
+    return getattr(artifact, "storage_key", "") or artifact.key
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     """What a storage says about one object, without downloading it.
@@ -119,7 +125,7 @@ def check_key(key: str, root: str = "") -> str:
 
 
 class Backend(ABC):
-    """Read access to the objects under one storage root."""
+    """Access to the objects under one storage root: reads, and writes of whole files."""
 
     root: str
 
@@ -168,6 +174,15 @@ class Backend(ABC):
     def multipart_part_size(self, key: str) -> int | None:
         """The size of the first upload part of a multipart object, when the storage says."""
         return None
+
+    def put_file(self, key: str, source: Path) -> None:
+        """Write the local file ``source`` as the object of ``key``, all or nothing: the object
+        appears at its key only once complete (a failed or killed write leaves none there)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot write")
+
+    def remove(self, key: str) -> None:
+        """Delete the object of ``key`` (nothing there is not an error)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete")
 
     def tiledb_config(self) -> dict[str, str]:
         """TileDB configuration that lets TileDB-SOMA read this storage."""

@@ -38,7 +38,14 @@ from pathlib import Path
 
 from registry import instances
 from registry.accessors.backends import backend_for
-from registry.accessors.base import ArtifactLike, Backend, FileEntry, ObjectInfo, key_problem
+from registry.accessors.base import (
+    ArtifactLike,
+    Backend,
+    FileEntry,
+    ObjectInfo,
+    key_problem,
+    object_key,
+)
 from registry.accessors.cache_records import (
     CopyRecord,
     FileRecord,
@@ -167,7 +174,7 @@ def cache_artifact(artifact: ArtifactLike, *, verify: bool = False) -> Path:
     """A local, verified path of an artifact's bytes (``Artifact.cache(verify=...)``)."""
     return cache_object(
         backend_for(artifact.storage),
-        artifact.key,
+        object_key(artifact),
         size=artifact.size,
         hash=artifact.hash,
         hash_type=artifact.hash_type,

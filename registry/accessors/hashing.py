@@ -143,3 +143,18 @@ def check_file_hash(
                 return HashCheck(True, expected, part_size=candidate)
         return HashCheck(False, etags[candidates[0]])
     return HashCheck(None, note=f"hash type {hash_type!r} is not one this version checks")
+
+
+#: boto3's multipart threshold and part size (``TransferConfig()``): what uploads here use
+UPLOAD_PART_SIZE = 8 * MIB
+
+
+def upload_hash(path: Path) -> tuple[str, str]:
+    """``(hash, hash_type)`` of a file as S3 will report it once uploaded with boto3's defaults:
+    ``md5`` under 8 MiB, else the multipart ETag of 8 MiB parts (``md5-n``). One scheme for
+    every artifact this instance registers, local or S3, and for verifying cached copies."""
+    if path.stat().st_size < UPLOAD_PART_SIZE:  # s3transfer: multipart from the threshold on
+        digest, _ = hash_file(path, md5=True)
+        return digest, "md5"
+    _, etags = hash_file(path, md5=False, part_sizes=[UPLOAD_PART_SIZE])
+    return etags[UPLOAD_PART_SIZE], "md5-n"

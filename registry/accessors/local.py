@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from registry.accessors.base import Backend, FileEntry, ObjectInfo, check_key
-from registry.errors import ObjectNotFoundError, StorageAccessDeniedError
+from registry.errors import ObjectNotFoundError, StorageAccessDeniedError, StorageError
 
 _HASH_BLOCK = 1 << 20
 
@@ -88,6 +88,20 @@ class LocalBackend(Backend):
 
     def open(self, key: str) -> BinaryIO:
         return self._existing(key).open("rb")
+
+    def put_file(self, key: str, source: Path) -> None:
+        target = self.local_path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        try:
+            shutil.copyfile(source, partial)
+            os.replace(partial, target)  # atomic: the key shows the whole file or nothing
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise StorageError(f"Cannot write {target} in storage {self.root!r}: {exc}") from exc
+
+    def remove(self, key: str) -> None:
+        self.local_path(key).unlink(missing_ok=True)
 
     def cache_relpath(self, key: str) -> PurePosixPath:
         # Local objects are never copied into the cache; this names where a copy would go.

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore import UNSIGNED
 from botocore.config import Config
@@ -327,6 +328,29 @@ class S3Backend(Backend):
             target.parent.mkdir(parents=True, exist_ok=True)
             items.append((prefix + entry.relpath, target, entry.size))
         self._transfer(key, items)
+
+    def put_file(self, key: str, source: Path) -> None:
+        """Upload with boto3's managed transfer: streamed from the file, multipart (8 MiB parts)
+        above 8 MiB, so the object's ETag is the hash :func:`registry.accessors.hashing.
+        upload_hash` gives. A failed multipart upload is aborted by the transfer; a killed one
+        leaves only parts, never an object at the key."""
+        try:
+            self.client.upload_file(
+                str(source), self.bucket, self.object_key(key), Config=TRANSFER_CONFIG
+            )
+        except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
+            # boto3 wraps the client's error without chaining it as the cause
+            cause = (
+                (exc.__cause__ or exc.__context__) if isinstance(exc, S3UploadFailedError) else exc
+            )
+            translated = self.translate(cause or exc, key)
+            raise type(translated)(str(translated).replace("Cannot read", "Cannot write")) from exc
+
+    def remove(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+        except (ClientError, BotoCoreError) as exc:
+            raise self.translate(exc, key) from exc
 
     def open(self, key: str) -> RemoteFile:
         info = self.stat(key)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
 from django.db import models
 
 from registry import storage_roots
+from registry.databases import default_storage
 from registry.describe import describe_artifact
+from registry.errors import InvalidArtifactDataError
 from registry.labels import ArtifactFeatures, ArtifactLabels
 from registry.models.base import VersionedRecord, uid_field
 from registry.models.links import LabelLink, LabelRelation, label_relations
@@ -17,7 +21,11 @@ from registry.models.links import LabelLink, LabelRelation, label_relations
 class Artifact(VersionedRecord):
     """A dataset file or store: an ``.h5ad``, a TileDB-SOMA store, a table.
 
-    Nothing is copied on registration: the bytes stay at ``storage.root/key``.
+    Two ways in. By reference (curation, transfers): the bytes stay at ``storage.root/key``,
+    nothing is copied. A lab's own data, ``Artifact(PATH | AnnData | DataFrame, key=...)`` then
+    ``.save()``: the bytes are copied or uploaded into the instance's default storage at
+    ``storage_key`` (``.cellregistry/<uid><suffix>``; ``key`` names them), or registered in
+    place when PATH is inside a registered local storage. See :meth:`save`.
     """
 
     name_field: ClassVar[str] = "key"
@@ -55,6 +63,49 @@ class Artifact(VersionedRecord):
         default="",
         help_text="external version id, e.g. the CELLxGENE dataset_version_id",
     )
+    storage_key = models.CharField(
+        max_length=1024,
+        blank=True,
+        default="",
+        help_text="where this instance wrote the bytes inside the storage (empty: at key)",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """``Artifact(PATH | AnnData | DataFrame, key=..., description=...)`` describes the data
+        (size, hash, suffix, otype, n_observations) for :meth:`save`; any other call is
+        Django's (which passes every field positionally when it reads a row)."""
+        data = args[0] if len(args) == 1 and _is_data(args[0]) else None
+        super().__init__(*(() if data is not None else args), **kwargs)
+        self._staged: Any = None
+        if data is not None:
+            from registry.accessors import registration
+
+            self._staged = registration.stage(data)
+            staged = self._staged
+            if self.key and not self.key.lower().endswith(staged.suffix):
+                staged.discard()
+                raise InvalidArtifactDataError(
+                    f"Artifact key {self.key!r} does not end with the data's suffix "
+                    f"{staged.suffix!r}: give a key ending in {staged.suffix!r}."
+                )
+            self.suffix = staged.suffix
+            self.otype = self.otype or staged.otype
+            self.size, self.hash, self.hash_type = staged.size, staged.hash, staged.hash_type
+            self.n_observations = staged.n_observations
+
+    @classmethod
+    def from_anndata(cls, adata: Any, key: str | None = None, **kwargs: Any) -> Artifact:
+        """An artifact of an in-memory AnnData (written as ``.h5ad`` on :meth:`save`)."""
+        if type(adata).__name__ != "AnnData":
+            raise InvalidArtifactDataError(f"from_anndata takes an AnnData, not {type(adata)}")
+        return cls(adata, key=key or "", **kwargs)
+
+    @classmethod
+    def from_df(cls, df: Any, key: str | None = None, **kwargs: Any) -> Artifact:
+        """An artifact of a pandas DataFrame (written as ``.parquet`` on :meth:`save`)."""
+        if type(df).__name__ != "DataFrame":
+            raise InvalidArtifactDataError(f"from_df takes a pandas DataFrame, not {type(df)}")
+        return cls(df, key=key or "", **kwargs)
 
     class Meta:
         ordering = ["id"]
@@ -88,25 +139,112 @@ class Artifact(VersionedRecord):
         names = ", ".join(r.name for r in label_relations())
         raise LookupError(f"Artifact has no label relation {relation!r}; it has {names}.")
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        """Save; a key that is not a relative path inside the storage (``..`` or ``.``
-        segments, a leading ``/``, empty, backslashes, NUL bytes) is refused first, so nothing
-        is written (see :func:`registry.accessors.base.check_key`, the one rule for keys).
+    def save(self, *args: Any, using: str | None = None, **kwargs: Any) -> Artifact:
+        """Save and return the artifact; a key that is not a relative path inside the storage
+        (``..`` or ``.`` segments, a leading ``/``, empty, backslashes, NUL bytes) is refused
+        first, so nothing is written (see :func:`registry.accessors.base.check_key`).
+
+        An artifact made from data (``Artifact(PATH | AnnData | DataFrame, ...)``):
+
+        - the same content (hash and size) registered already: this artifact becomes that
+          record, nothing is written;
+        - PATH inside a registered local storage: registered in place, its key the path there;
+        - else the bytes go into the instance's default storage (copied, or uploaded to S3 in
+          8 MiB parts, streamed) at ``.cellregistry/<uid><suffix>``, then the record is saved;
+          a failed write saves no record, a failed save removes the bytes again;
+        - a key whose latest artifact has other content: this one is its new version
+          (``revises`` it, and becomes the latest).
 
         Raises:
             InvalidKeyError: the key, what is wrong with it and what a key is.
+            InvalidArtifactDataError: PATH is in a registered storage under another key.
         """
         # accessors.base is light (no boto3, h5py or anndata); imported here like the accessors
         from registry.accessors.base import check_key
 
+        if getattr(self, "_staged", None) is not None:
+            self._save_staged(self._write_alias(using), *args, **kwargs)
+            return self
         storage_cached = type(self).storage.is_cached(self)  # naming the root costs no query
         check_key(self.key, self.storage.root if storage_cached else "")
-        super().save(*args, **kwargs)
+        super().save(*args, using=using, **kwargs)
+        return self
+
+    def _save_staged(self, alias: str, *args: Any, **kwargs: Any) -> None:
+        from registry.accessors import registration
+        from registry.accessors.base import check_key
+        from registry.databases import check_writable
+
+        check_writable(alias, "save Artifact")
+        staged, manager = self._staged, type(self).objects.db_manager(alias)
+        if self.key:
+            check_key(self.key)
+        try:
+            same = manager.filter(hash=staged.hash, size=staged.size).order_by("-is_latest", "-id")
+            existing = same.first()
+            if existing is not None:
+                print(
+                    f"returning the existing artifact {existing.uid} ({existing.key}): same content"
+                )
+                self.__dict__.update(existing.__dict__)
+                self._staged = None
+                return
+            place = None if staged.temporary else _storage_holding(staged.path, alias)
+            if place is not None:
+                storage, key = place
+                if self.key and self.key != key:
+                    raise InvalidArtifactDataError(
+                        f"{staged.path} is inside storage {storage.root!r} at key {key!r}: it is "
+                        f"registered where it is, under that key; drop key={self.key!r} or pass "
+                        f"key={key!r}."
+                    )
+                self.storage, self.key, self.storage_key = storage, key, ""
+            else:
+                self.storage = default_storage(alias)
+            if self.key and self.revises_id is None:
+                self.revises = manager.filter(
+                    storage=self.storage, key=self.key, is_latest=True
+                ).first()
+            if self.revises is not None:  # the uid names the bytes: fix it before writing them
+                self.uid = self.revises.stem_uid + self.uid[self.STEM_LENGTH :]
+            if place is None:
+                self.storage_key = f"{registration.OWN_PREFIX}/{self.uid}{staged.suffix}"
+                self.key = self.key or self.storage_key
+                registration.place(self.storage, self.storage_key, staged)
+            try:
+                super().save(*args, using=alias, **kwargs)
+            except BaseException:
+                if self.storage_key:
+                    registration.remove(self.storage, self.storage_key)
+                raise
+            self._staged = None
+        finally:
+            staged.discard()
+
+    def delete(
+        self, using: str | None = None, keep_parents: bool = False, storage: bool = False
+    ) -> Any:
+        """Delete the record; with ``storage=True`` also the bytes this instance wrote for it
+        (``storage_key``). Bytes registered by reference are never deleted: they belong to a
+        storage this instance only reads."""
+        owned = (self.storage, self.storage_key) if storage and self.storage_key else None
+        if storage and owned is None:
+            warnings.warn(
+                f"Artifact {self.uid}: its bytes at {self.path} were registered by reference, "
+                "not written by this instance; they are left in place.",
+                stacklevel=2,
+            )
+        result = super().delete(using=using, keep_parents=keep_parents)
+        if owned is not None:
+            from registry.accessors import registration
+
+            registration.remove(*owned)
+        return result
 
     @property
     def path(self) -> Path | str:
         """Where the bytes are: a local ``Path``, or an ``s3://`` URL string."""
-        return storage_roots.join(self.storage.root, self.key)
+        return storage_roots.join(self.storage.root, self.storage_key or self.key)
 
     # The accessors import boto3, h5py, anndata and tiledbsoma: ``registry.accessors`` is
     # imported on first use of an accessor (not a cycle workaround: it keeps the models light).
@@ -163,3 +301,26 @@ class Artifact(VersionedRecord):
 
     def __str__(self) -> str:
         return self.key
+
+
+def _is_data(value: Any) -> bool:
+    """Whether ``value`` is data to register (a path, an AnnData, a pandas DataFrame)."""
+    if isinstance(value, str | os.PathLike):
+        return True
+    kind = type(value)
+    return (kind.__module__.split(".")[0], kind.__name__) in {
+        ("anndata", "AnnData"),
+        ("pandas", "DataFrame"),
+    }
+
+
+def _storage_holding(path: Path, alias: str) -> tuple[Any, str] | None:
+    """The registered local storage that ``path`` is inside, with its key there."""
+    from registry.accessors.registration import key_inside
+    from registry.models.storage import Storage
+
+    for storage in Storage.objects.db_manager(alias).filter(type=Storage.Kind.LOCAL):
+        key = key_inside(storage.root, path)
+        if key is not None:
+            return storage, key
+    return None

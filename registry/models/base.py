@@ -184,7 +184,8 @@ class VersionedRecord(TracedRecord):
             super().save(*args, using=alias, **kwargs)
             return
         previous = type(self).objects.db_manager(alias).get(pk=self.revises_id)
-        self.uid = previous.stem_uid + random_uid(len(self.uid) - self.STEM_LENGTH)
+        if not self.uid.startswith(previous.stem_uid):  # kept when the caller set it already
+            self.uid = previous.stem_uid + random_uid(len(self.uid) - self.STEM_LENGTH)
         with transaction.atomic(using=alias):
             if self.is_latest:
                 type(self).objects.db_manager(alias).filter(

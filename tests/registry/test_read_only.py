@@ -79,7 +79,7 @@ class Source:
 
 
 def _fill(db: ln.DB) -> None:
-    storage = db.Storage.create(root=db.config.storage)
+    storage = db.Storage.get(root=db.config.storage)  # recorded by init
     feature = db.Feature.create(name="cell_type", dtype="cat[CellType]")
     cell = db.ontologies.CellType.create(name="cell", ontology_id="CL:0000000")
     t_cell = db.ontologies.CellType.create(name="T cell", ontology_id="CL:0000084")
