@@ -132,7 +132,7 @@ def test_demo_refuses_an_instance_with_other_records(tmp_path: Path) -> None:
     ) in refused.stderr.replace("\n", " ")
     roots = (
         'import registry as ln; ln.connect("lab"); '
-        'print(*ln.Storage.values_list("root", flat=True))'
+        'print(*ln.Storage.filter().values_list("root", flat=True))'
     )
     check = run(home, "-c", roots)
     assert check.stdout.split() == [str(home.resolve() / "lab" / "storage")], check.stderr

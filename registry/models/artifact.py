@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
-from django.db import models
+from django.db import connections, models
 
 from registry import storage_roots
 from registry.databases import default_storage
@@ -225,21 +225,28 @@ class Artifact(VersionedRecord):
         self, using: str | None = None, keep_parents: bool = False, storage: bool = False
     ) -> Any:
         """Delete the record; with ``storage=True`` also the bytes this instance wrote for it
-        (``storage_key``). Bytes registered by reference are never deleted: they belong to a
-        storage this instance only reads."""
-        owned = (self.storage, self.storage_key) if storage and self.storage_key else None
+        (at ``storage_key`` in its default storage). Bytes registered by reference, or written
+        into another instance's storage (a transferred record), are never deleted: they belong
+        to a storage this instance only reads."""
+        alias = self._write_alias(using)
+        owned = (self.storage, self.storage_key) if storage and self._owns_bytes(alias) else None
         if storage and owned is None:
             warnings.warn(
                 f"Artifact {self.uid}: its bytes at {self.path} were registered by reference, "
-                "not written by this instance; they are left in place.",
+                "not written by this instance into its default storage; they are left in place.",
                 stacklevel=2,
             )
-        result = super().delete(using=using, keep_parents=keep_parents)
+        result = super().delete(using=alias, keep_parents=keep_parents)
         if owned is not None:
             from registry.accessors import registration
 
             registration.remove(*owned)
         return result
+
+    def _owns_bytes(self, alias: str) -> bool:
+        """Whether this instance wrote the bytes: at ``storage_key`` in its default storage."""
+        own_root = storage_roots.normalise_root(connections.settings[alias]["STORAGE"])
+        return bool(self.storage_key) and self.storage.root == own_root
 
     @property
     def path(self) -> Path | str:

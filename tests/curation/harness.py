@@ -308,8 +308,13 @@ def registry_snapshot(alias: str) -> dict[str, list]:
         "collections": _collections(alias),
         "ulabels": ulabels,
         "features": sorted(Feature.objects.db_manager(alias).values_list("name", "dtype")),
+        # the storages curation registered: those holding artifacts (every instance also has
+        # its own default storage, which init records and whose root differs per instance)
         "storages": sorted(
-            Storage.objects.db_manager(alias).values_list("root", "type", "endpoint_url")
+            Storage.objects.db_manager(alias)
+            .filter(artifacts__isnull=False)
+            .distinct()
+            .values_list("root", "type", "endpoint_url")
         ),
         "users": sorted(User.objects.db_manager(alias).values_list("handle", flat=True)),
         "transforms": sorted(Transform.objects.db_manager(alias).values_list("key", "version")),

@@ -168,6 +168,17 @@ def test_delete_removes_owned_bytes_only(fresh: ln.DB, tmp_path: Path) -> None:
         referenced.delete(storage=True)
     assert "registered by reference, not written by this instance" in str(caught[0].message)
     assert (root / "r.csv").exists()
+    # bytes another instance wrote into its own storage (as a transferred record has them)
+    other = ln.Storage(root=str(tmp_path / "other-instance"))
+    other.save()
+    theirs = Path(other.root) / ".cellregistry" / "t.csv"
+    theirs.parent.mkdir(parents=True)
+    _write(theirs)
+    transferred = ln.Artifact(key="t.csv", storage=other, storage_key=".cellregistry/t.csv")
+    transferred.save()
+    with pytest.warns(UserWarning, match="into its default storage; they are left in place"):
+        transferred.delete(storage=True)
+    assert theirs.exists() and not ln.Artifact.filter(key="t.csv").exists()
 
 
 def test_bad_inputs_are_refused_before_anything_is_written(fresh: ln.DB, tmp_path: Path) -> None:
