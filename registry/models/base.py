@@ -178,7 +178,16 @@ class VersionedRecord(TracedRecord):
         return manager.filter(uid__startswith=self.stem_uid).order_by("created_at", "id")
 
     def save(self, *args: Any, using: str | None = None, **kwargs: Any) -> None:
-        """Save; a new record that revises another joins its version family and becomes latest."""
+        """Save; a new record that revises another joins its version family and becomes latest.
+
+        A record read from another instance (``ln.DB(name)``) and saved without ``using`` is
+        transferred into the default instance (:mod:`registry.transfer`): afterwards this
+        object is the default instance's record. ``save(using=...)`` writes where it says."""
+        from registry.transfer import is_from_another_instance, transfer
+
+        if is_from_another_instance(self, using):
+            self.__dict__.update(transfer(self).__dict__)
+            return
         alias = self._write_alias(using)
         if not (self._state.adding and self.revises_id is not None):
             super().save(*args, using=alias, **kwargs)
