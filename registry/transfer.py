@@ -42,6 +42,8 @@ NATURAL_KEYS: dict[str, tuple[str, ...]] = {
 #: fields never copied: the target's own provenance replaces them
 OWN_FIELDS = {"id", "created_by", "created_at", "run"}
 TRANSFORM_KEY = "transfer"
+#: records matched (or link rows read) per query
+BULK_CHUNK = 500
 
 
 class Transfer:
@@ -156,58 +158,88 @@ class Transfer:
                 new.parents.add(*parents)
         return new
 
-    # --- what comes with an artifact or a collection ------------------------------------------
-    def artifact(self, artifact: models.Model) -> models.Model:
-        """The artifact and the versions it revises, each with its label links (features and
-        cell counts kept)."""
-        if (type(artifact), artifact.pk) in self.linked:
-            return self.done[(type(artifact), artifact.pk)]
-        if artifact.revises_id is not None:
-            self.artifact(artifact.revises)
-        new = self.record(artifact)
-        self.linked.add((type(artifact), artifact.pk))
+    # --- what comes with artifacts or a collection -------------------------------------------
+    def matched_in_bulk(self, objs: list[models.Model]) -> None:
+        """Match records of one registry by uid with one query per chunk (the many labels and
+        artifacts of a release), so that :meth:`record` finds them done."""
+        if not objs:
+            return
+        model = type(objs[0])
+        todo = {o.uid: o for o in objs if (model, o.pk) not in self.done and hasattr(o, "uid")}
+        uids = list(todo)
+        manager = model._default_manager.db_manager(self.target)
+        for start in range(0, len(uids), BULK_CHUNK):
+            for found in manager.filter(uid__in=uids[start : start + BULK_CHUNK]):
+                self.done[(model, todo[found.uid].pk)] = found
+
+    def artifacts(self, artifacts: list[models.Model]) -> list[models.Model]:
+        """The artifacts and the versions they revise, each with its label links (features and
+        cell counts kept); the target's records, in the order given."""
+        model = apps.get_model("registry", "Artifact")
+        chain, ids = list(artifacts), {a.pk for a in artifacts}
+        older = {a.revises_id for a in chain if a.revises_id} - ids
+        while older:  # the versions they revise, from the source, a generation at a time
+            found = list(model._default_manager.db_manager(self.source).filter(pk__in=older))
+            chain += found
+            ids |= older
+            older = {a.revises_id for a in found if a.revises_id} - ids
+        self.matched_in_bulk(chain)
+        for artifact in sorted(chain, key=lambda a: a.pk):  # older versions first
+            self.record(artifact)
+        todo = [a for a in chain if (model, a.pk) not in self.linked]
         for relation in label_relations():
-            through = relation.through
-            rows = list(
-                through.objects.db_manager(self.source)
-                .filter(artifact_id=artifact.pk)
-                .select_related("label", "feature")
-            )
-            if not rows:
-                continue
-            insert_links(
-                through,
-                [
-                    (
-                        new.pk,
-                        self.record(row.label).pk,
-                        self.record(row.feature).pk if row.feature is not None else None,
-                        row.n_cells,
-                        row.n_primary_cells,
-                    )
-                    for row in rows
-                ],
-                using=self.target,
-            )
-        return new
+            for start in range(0, len(todo), BULK_CHUNK):
+                self._links(relation, todo[start : start + BULK_CHUNK])
+        self.linked |= {(model, a.pk) for a in todo}
+        return [self.done[(model, a.pk)] for a in artifacts]
+
+    def _links(self, relation: Any, artifacts: list[models.Model]) -> None:
+        through = relation.through
+        rows = list(
+            through.objects.db_manager(self.source)
+            .filter(artifact_id__in=[a.pk for a in artifacts])
+            .select_related("label", "feature")
+        )
+        if not rows:
+            return
+        self.matched_in_bulk(list({row.label_id: row.label for row in rows}.values()))
+        artifact_model = type(artifacts[0])
+        insert_links(
+            through,
+            [
+                (
+                    self.done[(artifact_model, row.artifact_id)].pk,
+                    self.record(row.label).pk,
+                    self.record(row.feature).pk if row.feature is not None else None,
+                    row.n_cells,
+                    row.n_primary_cells,
+                )
+                for row in rows
+            ],
+            using=self.target,
+        )
 
     def collection(self, collection: models.Model) -> models.Model:
         """The collection and its members, in their order."""
         member_model = apps.get_model("registry", "CollectionArtifact")
         new = self.record(collection)
-        members = member_model.objects.db_manager(self.source).filter(collection_id=collection.pk)
+        members = list(
+            member_model.objects.db_manager(self.source)
+            .filter(collection_id=collection.pk)
+            .select_related("artifact")
+            .order_by("order")
+        )
+        targets = self.artifacts([member.artifact for member in members])
         have = set(
             member_model.objects.db_manager(self.target)
             .filter(collection=new)
             .values_list("artifact_id", flat=True)
         )
-        rows = []
-        for member in members.select_related("artifact").order_by("order"):
-            target_artifact = self.artifact(member.artifact)
-            if target_artifact.pk not in have:
-                rows.append(
-                    member_model(collection=new, artifact=target_artifact, order=member.order)
-                )
+        rows = [
+            member_model(collection=new, artifact=target, order=member.order)
+            for member, target in zip(members, targets, strict=True)
+            if target.pk not in have
+        ]
         member_model.objects.db_manager(self.target).bulk_create(rows, ignore_conflicts=True)
         return new
 
@@ -237,6 +269,6 @@ def transfer(obj: models.Model, target: str = "default") -> models.Model:
         if type(obj).__name__ == "Collection":
             new = session.collection(obj)
         else:
-            new = session.artifact(obj)
+            (new,) = session.artifacts([obj])
         session.finish()
     return new
