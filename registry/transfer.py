@@ -25,10 +25,12 @@ from typing import Any
 
 from django.apps import apps
 from django.db import IntegrityError, models, transaction
+from django.utils import timezone
 
 import registry
 from registry.databases import check_writable, instance_name
 from registry.models.links import label_relations
+from registry.query.aliases import has_field
 from registry.query.links import insert_links
 
 #: per registry, the fields that identify a record in every instance (after ``uid``)
@@ -78,8 +80,6 @@ class Transfer:
     def finish(self) -> None:
         """Mark the run completed, with what it created."""
         if self._run is not None:
-            from django.utils import timezone
-
             self._run.status = "completed"
             self._run.finished_at = timezone.now()
             self._run.report = {"records_created": self.created}
@@ -152,7 +152,7 @@ class Transfer:
                 raise
             return found
         self.created += 1
-        if _has_field(model, "parents"):  # a term comes with its parents
+        if has_field(model, "parents"):  # a term comes with its parents
             parents = [self.record(parent) for parent in obj.parents.all()]
             if parents:
                 new.parents.add(*parents)
@@ -242,14 +242,6 @@ class Transfer:
         ]
         member_model.objects.db_manager(self.target).bulk_create(rows, ignore_conflicts=True)
         return new
-
-
-def _has_field(model: type[models.Model], name: str) -> bool:
-    try:
-        model._meta.get_field(name)
-    except Exception:  # FieldDoesNotExist
-        return False
-    return True
 
 
 def is_from_another_instance(obj: models.Model, using: str | None) -> bool:

@@ -2,6 +2,8 @@
 hash, suffix, otype, cells), then written into a storage, or found to be inside one already.
 
 Used by ``Artifact(data, key=...)`` and ``Artifact.save()``; nothing here touches the database.
+Light to import (the model imports :func:`data_kind`): boto3, anndata and pyarrow are imported
+where they are used.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from registry import storage_roots
-from registry.accessors.backends import backend_for
 from registry.accessors.hashing import upload_hash
 from registry.errors import InvalidArtifactDataError
 
@@ -53,9 +54,17 @@ def staging_folder() -> Path:
     return folder
 
 
-def _kind(value: Any) -> tuple[str, str]:
+#: the in-memory objects registered, by (top-level module, class name)
+DATA_CLASSES = {("anndata", "AnnData"): "AnnData", ("pandas", "DataFrame"): "DataFrame"}
+
+
+def data_kind(value: Any) -> str | None:
+    """What ``Artifact(value, ...)`` registers: ``"path"``, ``"AnnData"``, ``"DataFrame"``, or
+    ``None`` for anything else (checked by type name: anndata and pandas are not imported)."""
+    if isinstance(value, str | os.PathLike):
+        return "path"
     kind = type(value)
-    return kind.__module__.split(".")[0], kind.__name__
+    return DATA_CLASSES.get((kind.__module__.split(".")[0], kind.__name__))
 
 
 def stage(data: Any) -> StagedData:
@@ -66,7 +75,7 @@ def stage(data: Any) -> StagedData:
     Raises:
         InvalidArtifactDataError: an S3 URL, a folder, a missing file, or another kind of object.
     """
-    if isinstance(data, str | os.PathLike):
+    if data_kind(data) == "path":
         text = os.fspath(data)
         if storage_roots.is_s3(text):
             raise InvalidArtifactDataError(
@@ -84,11 +93,11 @@ def stage(data: Any) -> StagedData:
             raise InvalidArtifactDataError(f"Cannot register {path}: no such file.")
         return _described(path, temporary=False)
     kind = type(data).__name__
-    if _kind(data) == ("anndata", "AnnData"):
+    if data_kind(data) == "AnnData":
         path = _staging_file(".h5ad")
         data.write_h5ad(path)
         return _described(path, temporary=True, n_observations=data.n_obs, otype="AnnData")
-    if _kind(data) == ("pandas", "DataFrame"):
+    if data_kind(data) == "DataFrame":
         path = _staging_file(".parquet")
         data.to_parquet(path)
         return _described(path, temporary=True, n_observations=len(data), otype="DataFrame")
@@ -144,9 +153,13 @@ def key_inside(storage_root: str, path: Path) -> str | None:
 
 def place(storage: Any, key: str, staged: StagedData) -> None:
     """Write the staged bytes as ``key`` of ``storage`` (all or nothing)."""
+    from registry.accessors.backends import backend_for  # boto3: on first write only
+
     backend_for(storage).put_file(key, staged.path)
 
 
 def remove(storage: Any, key: str) -> None:
     """Delete the bytes of ``key`` in ``storage``."""
+    from registry.accessors.backends import backend_for
+
     backend_for(storage).remove(key)

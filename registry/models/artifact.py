@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar
@@ -10,7 +9,8 @@ from typing import Any, ClassVar
 from django.db import connections, models
 
 from registry import storage_roots
-from registry.databases import default_storage
+from registry.accessors.registration import data_kind
+from registry.databases import check_writable, default_storage
 from registry.describe import describe_artifact
 from registry.errors import InvalidArtifactDataError
 from registry.labels import ArtifactFeatures, ArtifactLabels
@@ -74,7 +74,7 @@ class Artifact(VersionedRecord):
         """``Artifact(PATH | AnnData | DataFrame, key=..., description=...)`` describes the data
         (size, hash, suffix, otype, n_observations) for :meth:`save`; any other call is
         Django's (which passes every field positionally when it reads a row)."""
-        data = args[0] if len(args) == 1 and _is_data(args[0]) else None
+        data = args[0] if len(args) == 1 and data_kind(args[0]) else None
         super().__init__(*(() if data is not None else args), **kwargs)
         self._staged: Any = None
         if data is not None:
@@ -173,7 +173,6 @@ class Artifact(VersionedRecord):
     def _save_staged(self, alias: str, *args: Any, **kwargs: Any) -> None:
         from registry.accessors import registration
         from registry.accessors.base import check_key
-        from registry.databases import check_writable
 
         check_writable(alias, "save Artifact")
         staged, manager = self._staged, type(self).objects.db_manager(alias)
@@ -308,17 +307,6 @@ class Artifact(VersionedRecord):
 
     def __str__(self) -> str:
         return self.key
-
-
-def _is_data(value: Any) -> bool:
-    """Whether ``value`` is data to register (a path, an AnnData, a pandas DataFrame)."""
-    if isinstance(value, str | os.PathLike):
-        return True
-    kind = type(value)
-    return (kind.__module__.split(".")[0], kind.__name__) in {
-        ("anndata", "AnnData"),
-        ("pandas", "DataFrame"),
-    }
 
 
 def _storage_holding(path: Path, alias: str) -> tuple[Any, str] | None:

@@ -408,6 +408,13 @@ def label_link_tables() -> list[type[models.Model]]:
     ]
 
 
+def _triggers(db: Any) -> set[str]:
+    """The names of the triggers of an SQLite database."""
+    with db.cursor() as cursor:
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        return {row[0] for row in cursor.fetchall()}
+
+
 def _trigger_names(table: str) -> tuple[str, str, str]:
     return f"{table}_count_insert", f"{table}_count_delete", f"{table}_count_update"
 
@@ -457,9 +464,7 @@ def keep_label_counts(using: str) -> list[str]:
     if db.vendor != "sqlite" or configured_read_only(using):
         return []  # a read-only instance's database is never written: its links are counted
     _kept_tables.clear()
-    with db.cursor() as cursor:
-        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-        triggers = {row[0] for row in cursor.fetchall()}
+    triggers = _triggers(db)
     added = []
     for link in label_link_tables():
         table = link._meta.db_table
@@ -495,9 +500,7 @@ def kept_counts(db: Any) -> frozenset[str]:
         return frozenset()
     key = (db.alias, str(db.settings_dict.get("NAME")))
     if key not in _kept_tables:
-        with db.cursor() as cursor:
-            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-            triggers = {row[0] for row in cursor.fetchall()}
+        triggers = _triggers(db)
         _kept_tables[key] = frozenset(
             link._meta.db_table
             for link in label_link_tables()
