@@ -18,6 +18,6 @@
 This package file imports nothing: the modules import boto3 (backends), h5py and anndata
 (``rows``, ``h5ad``, ``h5ad_header``, ``api``) and tiledbsoma (``api``), and are imported on
 first use of an accessor, so that ``import registry`` stays light and ``cache()`` does not load
-anndata. The model imports ``base`` (the key rule) and ``registration`` (what data is), which
-need none of them.
+anndata. ``Artifact.save()`` imports ``base`` (the key rule) and ``Artifact(x)``
+``registration`` (what data is), which need none of them.
 """

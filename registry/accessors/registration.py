@@ -2,8 +2,8 @@
 hash, suffix, otype, cells), then written into a storage, or found to be inside one already.
 
 Used by ``Artifact(data, key=...)`` and ``Artifact.save()``; nothing here touches the database.
-Light to import (the model imports :func:`data_kind`): boto3, anndata and pyarrow are imported
-where they are used.
+Light to import (``Artifact(x)`` imports it for :func:`data_kind`): boto3, anndata and pyarrow
+are imported where they are used.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 from django.db import connections, models
 
 from registry import storage_roots
-from registry.accessors.registration import data_kind
 from registry.databases import check_writable, default_storage
 from registry.describe import describe_artifact
 from registry.errors import InvalidArtifactDataError
@@ -74,7 +73,11 @@ class Artifact(VersionedRecord):
         """``Artifact(PATH | AnnData | DataFrame, key=..., description=...)`` describes the data
         (size, hash, suffix, otype, n_observations) for :meth:`save`; any other call is
         Django's (which passes every field positionally when it reads a row)."""
-        data = args[0] if len(args) == 1 and data_kind(args[0]) else None
+        data = None
+        if len(args) == 1:  # never from Django, which passes every field
+            from registry.accessors.registration import data_kind
+
+            data = args[0] if data_kind(args[0]) else None
         super().__init__(*(() if data is not None else args), **kwargs)
         self._staged: Any = None
         if data is not None:
